@@ -1,0 +1,7 @@
+//! Berth's node runtime: the `berth` binary's library.
+//!
+//! The node is thin by design: one task owns each protocol state machine and turns its outbox
+//! into I/O; protocol decisions stay in `berth-protocol` (DESIGN.md, "Node runtime").
+
+pub mod cli;
+pub mod logging;
