@@ -5,3 +5,5 @@
 
 pub mod cli;
 pub mod logging;
+pub mod storage;
+pub mod transport;

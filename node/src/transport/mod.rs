@@ -1,0 +1,471 @@
+//! The TCP transport: authenticated connections that carry framed messages between nodes.
+//!
+//! A [`Network`] connects one state machine to its peers. Every message that arrives on any
+//! connection goes into *one* bounded channel, the inbox, that the state-machine task reads;
+//! [`Network::send`] queues a message on a connection to its recipient without ever waiting:
+//!
+//! ```text
+//!                +------------------------- Network --------------------------+
+//!  peer  ------> | accept -> handshake -> reader --+                          |
+//!  sockets       | dial   -> handshake -> reader --+--> inbox ----------------+--> state-machine
+//!                |                                     (INBOX_LENGTH_MAX)     |    task
+//!        <------ | writer <- queue <- send(to, message) <----------------------+--- (no waiting)
+//!                |          (PEER_QUEUE_LENGTH_MAX per connection)            |
+//!                +------------------------------------------------------------+
+//! ```
+//!
+//! # Handshake
+//!
+//! Both sides run the same small protocol as soon as a connection opens, within
+//! [`HANDSHAKE_TIMEOUT`]:
+//!
+//! 1. Each sends a hello, integers big-endian:
+//!
+//!    ```text
+//!    +--------+-------------+-----------------+-----------+---------------+---------------+
+//!    | "BRTH" | version u16 | body length u16 | nonce: 32 | cluster:      | address:      |
+//!    |        |             |                 |           | u8 length, .. | u8 length, .. |
+//!    +--------+-------------+-----------------+-----------+---------------+---------------+
+//!     8-byte prefix                            body, at most HELLO_BODY_LENGTH_MAX bytes
+//!    ```
+//!
+//!    `version` is [`PROTOCOL_VERSION`](berth_protocol::frame::PROTOCOL_VERSION), `nonce`
+//!    fresh random bytes, `address` the sender's [`Address`] in the protocol (a client that
+//!    does not listen, such as a scheduler, still has one).
+//! 2. Each reads the other's hello and checks, in this order, the magic
+//!    ([`HandshakeError::BadMagic`]), the version ([`HandshakeError::VersionMismatch`], before
+//!    the body, whose layout another version may change), the body's bounds
+//!    ([`HandshakeError::Malformed`]) and the cluster name
+//!    ([`HandshakeError::ClusterMismatch`]).
+//! 3. Each sends its proof, `HMAC-SHA256(secret, label || version || dialer nonce ||
+//!    acceptor nonce || cluster || dialer address || acceptor address)`, where `label` names
+//!    the side (dialer or acceptor) and each text is prefixed with its length.
+//! 4. Each reads the other's proof and verifies it in constant time
+//!    ([`HandshakeError::WrongSecret`]).
+//!
+//! Why this shape: the secret never crosses the wire; both nonces make every proof new, so a
+//! recorded proof cannot be replayed; the side label keeps a proof from being reflected back
+//! to its maker; and the addresses inside the MAC make the peer's declared address, which
+//! becomes the `from` of all its messages, as trustworthy as the secret. The handshake
+//! authenticates peers; it does not encrypt. Where the network between nodes is not trusted,
+//! run Berth inside a private network or a tunnel.
+//!
+//! # Frames
+//!
+//! After the handshake both directions carry frames exactly as
+//! [`berth_protocol::frame`] defines them. The reader checks the 4-byte header against
+//! [`FRAME_LENGTH_MAX`](berth_protocol::frame::FRAME_LENGTH_MAX) before it buffers anything,
+//! and the body buffer grows only with the bytes that arrive. A bad handshake or a malformed,
+//! oversized or wrong-version frame closes that connection, is logged (`warn`) with the
+//! peer's socket address, and delivers nothing: the state machine never sees it.
+//!
+//! # Routing, loss and reconnection
+//!
+//! Connections are kept by the peer's protocol address: the declared address for an inbound
+//! connection, the dialed address for an outbound one. `send(to, ..)` uses the newest live
+//! connection to `to`, inbound or outbound, so replies to a client reach it over the
+//! connection it opened. With no connection and a `to` that parses as a [`SocketAddr`], it
+//! starts a dialer: up to [`DIAL_ATTEMPTS_MAX`] attempts with exponential backoff from
+//! [`DIAL_BACKOFF_MIN`] to [`DIAL_BACKOFF_MAX`], messages queueing meanwhile. A connection
+//! that fails, or a dialer that gives up, is removed, and the next send dials again.
+//!
+//! Queues are bounded. When a connection's queue is full, the message is dropped and
+//! counted ([`Network::dropped_count`]) rather than blocking the state machine: the protocol
+//! tolerates loss (rule 5 of the calling contract) but must never stall on a slow peer. The
+//! inbox, by contrast, is awaited by readers: a busy state machine slows its peers down
+//! through TCP flow control instead of losing their messages.
+//!
+//! # Shutdown
+//!
+//! [`Network::run`] accepts until its `shutdown` future completes, then closes everything,
+//! like mini-redis's `run(listener, shutdown)`. [`Network::shutdown`] does the same for a
+//! network with no listener (a client) or from another task: every task stops and every
+//! socket is closed before it returns.
+
+#![warn(missing_docs)]
+
+mod connection;
+mod handshake;
+mod secret;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use berth_protocol::Address;
+use berth_protocol::bounded::Name;
+use berth_protocol::message::Message;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Handle;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+
+pub use handshake::{
+    HANDSHAKE_TIMEOUT, HELLO_BODY_LENGTH_MAX, HELLO_MAGIC, HELLO_PREFIX_LENGTH, HandshakeError,
+    Hello, NONCE_LENGTH, PROOF_LENGTH, Side, handshake,
+};
+pub use secret::{
+    CLUSTER_SECRET_LENGTH_MAX, CLUSTER_SECRET_LENGTH_MIN, ClusterSecret, GENERATED_SECRET_LENGTH,
+    SecretError,
+};
+
+/// Messages the inbox holds before readers wait for the state machine.
+pub const INBOX_LENGTH_MAX: usize = 1024;
+/// Messages queued for one connection before [`Network::send`] drops them.
+pub const PEER_QUEUE_LENGTH_MAX: usize = 256;
+/// Inbound connections (authenticated or still in their handshake) open at once; more are
+/// refused.
+pub const INBOUND_CONNECTIONS_MAX: usize = 1024;
+/// How long one TCP connection attempt may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Connection attempts of one dialer before it gives up.
+pub const DIAL_ATTEMPTS_MAX: u32 = 10;
+/// The pause after a dialer's first failed attempt; it doubles after each failure.
+pub const DIAL_BACKOFF_MIN: Duration = Duration::from_millis(50);
+/// The longest pause between two attempts of a dialer.
+pub const DIAL_BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// The pause after `accept` fails (for example, out of file descriptors).
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// Who this node is on the network.
+#[derive(Clone, Debug)]
+pub struct NetworkConfig {
+    /// The address this node is known by in the protocol, sent in the handshake.
+    pub address: Address,
+    /// The cluster's name; peers of another cluster are refused.
+    pub cluster: Name,
+    /// The cluster's shared secret.
+    pub secret: ClusterSecret,
+}
+
+/// What [`Network::send`] did with a message. Loss is normal: a driver may ignore this.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// Queued on a connection (or on a dialer that is connecting).
+    Queued,
+    /// Dropped: the connection's queue is full.
+    QueueFull,
+    /// Dropped: no connection to the recipient, and its address is not a socket address.
+    NoRoute,
+    /// Dropped: the network is shut down.
+    ShutDown,
+}
+
+/// The node's connections to its peers. See the [module documentation](self).
+///
+/// Cheap to clone: clones share the connections.
+#[derive(Clone, Debug)]
+pub struct Network {
+    shared: Arc<Shared>,
+}
+
+/// What the network's tasks share.
+#[derive(Debug)]
+struct Shared {
+    config: NetworkConfig,
+    inbox: mpsc::Sender<(Address, Message)>,
+    /// Queues of live connections (and dialers) by peer address, oldest first.
+    peers: Mutex<BTreeMap<Address, Vec<PeerQueue>>>,
+    next_connection: AtomicU64,
+    dropped: AtomicU64,
+    /// `true` once the network shuts down.
+    stopping: watch::Sender<bool>,
+    tasks: Mutex<JoinSet<()>>,
+    runtime: Handle,
+}
+
+/// The sending end of one connection's queue.
+#[derive(Debug)]
+struct PeerQueue {
+    connection: u64,
+    sender: mpsc::Sender<Message>,
+}
+
+impl Network {
+    /// A network with no connections yet, and the receiving end of its inbox: every
+    /// message from a peer arrives there as `(from, message)`.
+    ///
+    /// # Panics
+    /// If called outside a tokio runtime.
+    pub fn new(config: NetworkConfig) -> (Network, mpsc::Receiver<(Address, Message)>) {
+        let (inbox, receiver) = mpsc::channel(INBOX_LENGTH_MAX);
+        let shared = Shared {
+            config,
+            inbox,
+            peers: Mutex::new(BTreeMap::new()),
+            next_connection: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            stopping: watch::Sender::new(false),
+            tasks: Mutex::new(JoinSet::new()),
+            runtime: Handle::current(),
+        };
+        (
+            Network {
+                shared: Arc::new(shared),
+            },
+            receiver,
+        )
+    }
+
+    /// Accepts connections on `listener` until `shutdown` completes (or
+    /// [`shutdown`](Network::shutdown) is called), then closes every connection and returns.
+    pub async fn run(&self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        let permits = Arc::new(Semaphore::new(INBOUND_CONNECTIONS_MAX));
+        let mut stopping = self.shared.stopping.subscribe();
+        tokio::pin!(shutdown);
+        loop {
+            let accepted = tokio::select! {
+                () = &mut shutdown => break,
+                _ = stopping.wait_for(|stopping| *stopping) => break,
+                accepted = listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, socket_address)) => {
+                    let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+                        tracing::warn!(
+                            peer = %socket_address,
+                            "refusing a connection: {INBOUND_CONNECTIONS_MAX} are open"
+                        );
+                        continue;
+                    };
+                    let shared = Arc::clone(&self.shared);
+                    self.shared.spawn(async move {
+                        accept(&shared, stream, socket_address).await;
+                        drop(permit);
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "accepting a connection failed");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                }
+            }
+        }
+        drop(listener);
+        self.shutdown().await;
+    }
+
+    /// Queues `message` for the peer at `to` and returns at once; see the
+    /// [module documentation](self) for routing and loss.
+    pub fn send(&self, to: &Address, message: Message) -> SendOutcome {
+        if *self.shared.stopping.borrow() {
+            return SendOutcome::ShutDown;
+        }
+        let mut peers = self.shared.lock_peers();
+        let mut message = message;
+        if let Some(queues) = peers.get_mut(to) {
+            // Newest first: after a peer restarts, its new connection is the live one.
+            while let Some(queue) = queues.last() {
+                match queue.sender.try_send(message) {
+                    Ok(()) => return SendOutcome::Queued,
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        self.shared.count_dropped();
+                        tracing::debug!(address = %to, "queue full; dropping a message");
+                        return SendOutcome::QueueFull;
+                    }
+                    Err(mpsc::error::TrySendError::Closed(returned)) => {
+                        message = returned;
+                        queues.pop();
+                    }
+                }
+            }
+            peers.remove(to);
+        }
+        let Ok(socket_address) = to.as_str().parse::<SocketAddr>() else {
+            self.shared.count_dropped();
+            tracing::debug!(address = %to, "no connection to this address; dropping a message");
+            return SendOutcome::NoRoute;
+        };
+        let (sender, receiver) = mpsc::channel(PEER_QUEUE_LENGTH_MAX);
+        if sender.try_send(message).is_err() {
+            // A fresh queue has room; this cannot happen.
+            self.shared.count_dropped();
+        }
+        let connection = self.shared.next_connection.fetch_add(1, Ordering::Relaxed);
+        peers
+            .entry(to.clone())
+            .or_default()
+            .push(PeerQueue { connection, sender });
+        drop(peers);
+        let shared = Arc::clone(&self.shared);
+        let to = to.clone();
+        self.shared.spawn(async move {
+            dial(&shared, &to, socket_address, connection, receiver).await;
+        });
+        SendOutcome::Queued
+    }
+
+    /// How many messages were dropped so far: full queues, no route, dialers that gave up.
+    pub fn dropped_count(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+
+    /// The configuration this network was made with.
+    pub fn config(&self) -> &NetworkConfig {
+        &self.shared.config
+    }
+
+    /// Stops accepting and dialing, closes every connection, and returns when every task of
+    /// the network has ended. Later sends return [`SendOutcome::ShutDown`].
+    pub async fn shutdown(&self) {
+        self.shared.stopping.send_replace(true);
+        self.shared.lock_peers().clear();
+        let mut tasks = std::mem::take(&mut *self.shared.lock_tasks());
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+impl Shared {
+    fn lock_peers(&self) -> MutexGuard<'_, BTreeMap<Address, Vec<PeerQueue>>> {
+        // The map stays consistent even if a holder panicked: each change is one call.
+        self.peers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_tasks(&self) -> MutexGuard<'_, JoinSet<()>> {
+        self.tasks.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn count_dropped(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Runs `task` until it ends or the network shuts down. Nothing is spawned once the
+    /// network is stopping; the check happens under the task lock that
+    /// [`Network::shutdown`] takes after setting the flag, so no task escapes it.
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        let mut tasks = self.lock_tasks();
+        while tasks.try_join_next().is_some() {}
+        if *self.stopping.borrow() {
+            return;
+        }
+        let mut stopping = self.stopping.subscribe();
+        tasks.spawn_on(
+            async move {
+                tokio::select! {
+                    () = task => {}
+                    _ = stopping.wait_for(|stopping| *stopping) => {}
+                }
+            },
+            &self.runtime,
+        );
+    }
+
+    fn register(&self, peer: &Address, sender: mpsc::Sender<Message>) -> u64 {
+        let connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        self.lock_peers()
+            .entry(peer.clone())
+            .or_default()
+            .push(PeerQueue { connection, sender });
+        connection
+    }
+
+    fn unregister(&self, peer: &Address, connection: u64) {
+        let mut peers = self.lock_peers();
+        if let Some(queues) = peers.get_mut(peer) {
+            queues.retain(|queue| queue.connection != connection);
+            if queues.is_empty() {
+                peers.remove(peer);
+            }
+        }
+    }
+}
+
+/// Authenticates an inbound connection and carries its messages until it ends.
+async fn accept(shared: &Shared, mut stream: TcpStream, socket_address: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let peer = match handshake(&mut stream, Side::Acceptor, &shared.config).await {
+        Ok(peer) => peer,
+        Err(error) => {
+            tracing::warn!(
+                peer = %socket_address,
+                %error,
+                "handshake failed; closing the connection"
+            );
+            return;
+        }
+    };
+    tracing::debug!(peer = %socket_address, address = %peer, "accepted a connection");
+    let (sender, mut receiver) = mpsc::channel(PEER_QUEUE_LENGTH_MAX);
+    let connection = shared.register(&peer, sender);
+    connection::run(shared, stream, socket_address, &peer, &mut receiver).await;
+    shared.unregister(&peer, connection);
+}
+
+/// Connects to `to` with backoff, then carries the messages of `queue` (and the peer's
+/// replies) until the connection ends. Gives up after [`DIAL_ATTEMPTS_MAX`] attempts.
+async fn dial(
+    shared: &Shared,
+    to: &Address,
+    socket_address: SocketAddr,
+    connection: u64,
+    mut queue: mpsc::Receiver<Message>,
+) {
+    let mut backoff = DIAL_BACKOFF_MIN;
+    for attempt in 1..=DIAL_ATTEMPTS_MAX {
+        match connect(shared, socket_address).await {
+            Ok((stream, peer)) => {
+                if &peer != to {
+                    tracing::warn!(
+                        peer = %socket_address,
+                        declared = %peer,
+                        "the peer declares another address than the one dialed: \
+                         check its configuration"
+                    );
+                }
+                tracing::debug!(peer = %socket_address, address = %peer, "connected");
+                connection::run(shared, stream, socket_address, &peer, &mut queue).await;
+                shared.unregister(to, connection);
+                return;
+            }
+            Err(DialError::Handshake(error)) if attempt == 1 => {
+                // Warn once per dialer: the attempts that follow fail the same way.
+                tracing::warn!(peer = %socket_address, %error, "handshake failed");
+            }
+            Err(error) => {
+                tracing::debug!(peer = %socket_address, attempt, %error, "connecting failed");
+            }
+        }
+        if attempt < DIAL_ATTEMPTS_MAX {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(DIAL_BACKOFF_MAX);
+        }
+    }
+    tracing::info!(
+        peer = %socket_address,
+        attempts = DIAL_ATTEMPTS_MAX,
+        "giving up connecting; its queued messages are dropped, the next send dials again"
+    );
+    shared.unregister(to, connection);
+    queue.close();
+    while queue.try_recv().is_ok() {
+        shared.count_dropped();
+    }
+}
+
+/// Why one connection attempt failed.
+#[derive(Debug, thiserror::Error)]
+enum DialError {
+    #[error("{0}")]
+    Connect(std::io::Error),
+    #[error("no connection within {CONNECT_TIMEOUT:?}")]
+    Timeout,
+    #[error("{0}")]
+    Handshake(HandshakeError),
+}
+
+async fn connect(
+    shared: &Shared,
+    socket_address: SocketAddr,
+) -> Result<(TcpStream, Address), DialError> {
+    let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(socket_address))
+        .await
+        .map_err(|_| DialError::Timeout)?
+        .map_err(DialError::Connect)?;
+    let _ = stream.set_nodelay(true);
+    let peer = handshake(&mut stream, Side::Dialer, &shared.config)
+        .await
+        .map_err(DialError::Handshake)?;
+    Ok((stream, peer))
+}
