@@ -27,6 +27,7 @@
 //!       Send -> hand to the transport        SetTimer -> arm, with jitter in the range
 //!       Persist -> append the record; WAIT until it is durable, then go on
 //!       Act -> role-specific effect (start an executor, create a volume directory)
+//!       Note -> write to the operator's log (no effect on the protocol)
 //! ```
 //!
 //! The rules a driver follows:
@@ -115,9 +116,13 @@
 //! # Modules
 //!
 //! * [`ids`]: terms and identifiers; [`bounded`]: names and bounded collections.
+//! * [`allocator`]: hierarchical DRF allocation of offers, as a pure function.
 //! * [`resources`]: fixed-point resources, reservations, volumes and the resource-string parser.
 //! * [`task`]: task states and reasons.
 //! * [`message`]: the one wire enum; [`frame`]: its versioned, length-prefixed framing.
+//! * [`master`]: the master: election and the replicated [`registry`] (Raft with pre-vote and
+//!   check-quorum).
+//! * [`note`]: what machines tell the operator's log.
 //!
 //! # Invariants
 //!
@@ -132,11 +137,15 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+pub mod allocator;
 pub mod bounded;
 pub mod frame;
 pub mod ids;
 mod machine;
+pub mod master;
 pub mod message;
+pub mod note;
+pub mod registry;
 pub mod resources;
 pub mod task;
 

@@ -10,6 +10,7 @@ use core::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::message::Message;
+use crate::note::Note;
 
 /// The longest [`Address`], in bytes.
 pub const ADDRESS_LENGTH_MAX: usize = 128;
@@ -164,6 +165,9 @@ pub enum Command<Timer, Record, Action> {
     Persist(Record),
     /// A role-specific effect on the local machine, such as starting an executor process.
     Act(Action),
+    /// Something the machine decided, or refused, that an operator may want to read: the
+    /// driver logs it. It has no effect on the protocol.
+    Note(Note),
 }
 
 /// The ordered effects of one step of a [`Machine`].
@@ -205,6 +209,11 @@ impl<M: Machine> Outbox<M> {
     /// Queues a role-specific effect.
     pub fn act(&mut self, action: M::Action) {
         self.commands.push(Command::Act(action));
+    }
+
+    /// Queues a note for the log.
+    pub fn note(&mut self, note: Note) {
+        self.commands.push(Command::Note(note));
     }
 
     /// The queued commands, in order.

@@ -7,7 +7,14 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::Term;
+use crate::Address;
+use crate::allocator::Weight;
+use crate::bounded::BoundedVec;
+use crate::ids::{Role, Term};
+use crate::registry::{LogIndex, Registry, RegistryEntry};
+
+/// The most log entries one [`AppendEntries`] carries.
+pub const APPEND_ENTRIES_MAX: usize = 64;
 
 /// Every message of the protocol. It grows with the protocol's roles; each variant documents
 /// who sends it to whom.
@@ -18,6 +25,157 @@ pub enum Message {
     Ping(Ping),
     /// The answer to a [`Message::Ping`].
     Pong(Pong),
+    /// Master to master: election and log replication.
+    Election(ElectionMessage),
+    /// Anyone to any master: who leads? Answered with [`Message::LeaderHint`].
+    FindLeader,
+    /// A master to anyone who asked a non-leader for something only the leader does: the
+    /// leader it knows of, if any. Retry there.
+    LeaderHint(LeaderHint),
+    /// An operator to the leader: set a role's weight for the allocator. Idempotent: retry it
+    /// until [`Message::Committed`] arrives.
+    SetRoleWeight(SetRoleWeight),
+    /// The leader to whoever made a request: the request's change is committed.
+    Committed(Committed),
+}
+
+/// The messages of the masters' election and replicated log (Raft, with pre-vote and
+/// check-quorum). See [`crate::master`] for the algorithm.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ElectionMessage {
+    /// "Would you vote for me in `term`?" — asked before starting an election, without raising
+    /// anyone's term, so a master that was cut off cannot depose a healthy leader.
+    PreVote(VoteRequest),
+    /// The answer to a [`ElectionMessage::PreVote`].
+    PreVoteReply(VoteReply),
+    /// "Vote for me in `term`."
+    RequestVote(VoteRequest),
+    /// The answer to a [`ElectionMessage::RequestVote`].
+    Vote(VoteReply),
+    /// The leader's log replication, also its heartbeat.
+    AppendEntries(AppendEntries),
+    /// The answer to an [`ElectionMessage::AppendEntries`].
+    AppendReply(AppendReply),
+    /// The leader's registry snapshot, for a follower that needs entries it has compacted.
+    InstallSnapshot(InstallSnapshot),
+    /// The answer to an [`ElectionMessage::InstallSnapshot`].
+    InstallSnapshotReply(AppendReply),
+}
+
+/// Identifies a membership list, so that masters configured with different lists refuse each
+/// other instead of electing two leaders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct MembershipDigest(pub u64);
+
+/// A request for a (pre-)vote.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct VoteRequest {
+    /// The term the candidate runs for (for a pre-vote: the term it would run for).
+    pub term: Term,
+    /// The index of the candidate's last log entry.
+    pub last_log_index: LogIndex,
+    /// The term of the candidate's last log entry.
+    pub last_log_term: Term,
+    /// The candidate's membership list.
+    pub membership: MembershipDigest,
+}
+
+/// An answer to a [`VoteRequest`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct VoteReply {
+    /// The term voted in if granted; the voter's own term if not.
+    pub term: Term,
+    /// Whether the vote is granted.
+    pub granted: bool,
+}
+
+/// Log replication and heartbeat.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct AppendEntries {
+    /// The leader's term.
+    pub term: Term,
+    /// The index of the entry just before `entries`.
+    pub previous_index: LogIndex,
+    /// The term of the entry at `previous_index`.
+    pub previous_term: Term,
+    /// Entries to append, in order, starting at `previous_index + 1`.
+    pub entries: BoundedVec<LogEntry, APPEND_ENTRIES_MAX>,
+    /// The leader's commit index.
+    pub leader_commit: LogIndex,
+    /// The leader's membership list.
+    pub membership: MembershipDigest,
+}
+
+/// An answer to [`AppendEntries`] or [`InstallSnapshot`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct AppendReply {
+    /// The follower's term.
+    pub term: Term,
+    /// Whether the entries (or snapshot) were accepted.
+    pub success: bool,
+    /// On success, the index up to which the follower's log matches the leader's; on failure,
+    /// the index the leader should try next.
+    pub index: LogIndex,
+}
+
+/// A registry snapshot sent by the leader.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct InstallSnapshot {
+    /// The leader's term.
+    pub term: Term,
+    /// The snapshot.
+    pub snapshot: Snapshot,
+    /// The leader's membership list.
+    pub membership: MembershipDigest,
+}
+
+/// One replicated log entry.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// The term of the leader that created it.
+    pub term: Term,
+    /// The registry change.
+    pub entry: RegistryEntry,
+}
+
+/// The registry as of a log index: what replaces the log's prefix up to that index.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The last index the snapshot covers.
+    pub index: LogIndex,
+    /// The term of the entry at `index`.
+    pub term: Term,
+    /// The registry with every entry up to `index` applied.
+    pub registry: Registry,
+}
+
+/// Where the leader is, as far as a master knows.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct LeaderHint {
+    /// The answering master's term.
+    pub term: Term,
+    /// The leader's address, if the master knows of one.
+    pub leader: Option<Address>,
+}
+
+/// An operator's request to set a role's weight.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SetRoleWeight {
+    /// Chosen by the requester, echoed in [`Committed`].
+    pub request: u64,
+    /// The role.
+    pub role: Role,
+    /// The weight.
+    pub weight: Weight,
+}
+
+/// A request's change is committed to the registry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Committed {
+    /// The request, as the requester numbered it.
+    pub request: u64,
+    /// The term of the leader that committed it.
+    pub term: Term,
 }
 
 /// A liveness probe.
