@@ -30,6 +30,8 @@ use stateright::actor::{Actor, Id, Out};
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Directory {
     addresses: Arc<Vec<Address>>,
+    /// Actors whose incoming messages the model leaves out (see [`Directory::mute`]).
+    muted: Arc<Vec<Address>>,
 }
 
 impl Directory {
@@ -46,7 +48,16 @@ impl Directory {
         }
         Directory {
             addresses: Arc::new(addresses),
+            muted: Arc::new(Vec::new()),
         }
+    }
+
+    /// Leaves out every message sent *to* `address`: for an actor that only sends (an
+    /// operator issuing requests), whose answers would only multiply the network's states.
+    #[must_use]
+    pub fn mute(mut self, address: Address) -> Directory {
+        Arc::make_mut(&mut self.muted).push(address);
+        self
     }
 
     /// The address of actor `id`.
@@ -57,8 +68,11 @@ impl Directory {
         &self.addresses[usize::from(id)]
     }
 
-    /// The actor at `address`, if there is one.
+    /// The actor at `address`, if there is one and it is not muted.
     pub fn id(&self, address: &Address) -> Option<Id> {
+        if self.muted.contains(address) {
+            return None;
+        }
         self.addresses
             .iter()
             .position(|known| known == address)
@@ -116,6 +130,7 @@ impl<M: Machine> MachineActor<M> {
                     M::apply(durable, &record);
                     persisted = true;
                 }
+                Command::Note(_) => {}
                 Command::Act(action) => {
                     if let Some(hook) = self.action_hook {
                         for (to, message) in hook(&action) {

@@ -1,0 +1,296 @@
+//! `berth-model`: check, simulate or explore the protocol's models.
+//!
+//! ```text
+//! cargo run --release -p berth-model -- check election [--masters 3] [--crashes 1] [--terms 2] [--entries 1]
+//! cargo run --release -p berth-model -- simulate election --seed 7 --steps 100000
+//! cargo run --release -p berth-model -- explore election --address 127.0.0.1:3000
+//! ```
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use berth_model::election::{ElectionConfig, election_model};
+use berth_protocol::master::Mutation;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use stateright::{Checker, Expectation, Model};
+
+/// Model-check the Berth protocol: the exact protocol code, with crashes and a lossy,
+/// duplicating, reordering network.
+#[derive(Debug, Parser)]
+#[command(name = "berth-model", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Exhaustive breadth-first search of a model; exits non-zero if a property is violated.
+    Check {
+        /// Which model.
+        model: Which,
+        #[command(flatten)]
+        bounds: Bounds,
+        /// Search depth-first (bounded by --depth; light on memory) instead of breadth-first.
+        #[arg(long)]
+        dfs: bool,
+        /// The deepest path explored (required with --dfs; breadth-first is unbounded without it).
+        #[arg(long)]
+        depth: Option<usize>,
+        /// Worker threads.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+    },
+    /// Random walks through a (larger) model; a violation prints its path.
+    Simulate {
+        /// Which model.
+        model: Which,
+        #[command(flatten)]
+        bounds: Bounds,
+        /// The seed of the random walks; the same seed explores the same walks.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Stop after visiting this many states.
+        #[arg(long, default_value_t = 1_000_000)]
+        steps: usize,
+        /// The longest walk.
+        #[arg(long, default_value_t = 200)]
+        depth: usize,
+    },
+    /// Serves stateright's interactive explorer for a model.
+    Explore {
+        /// Which model.
+        model: Which,
+        #[command(flatten)]
+        bounds: Bounds,
+        /// Where to listen (keep it on loopback).
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        address: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Which {
+    /// Master election and the replicated registry.
+    Election,
+}
+
+/// The bounds of a model; unset ones take the model's defaults (or, for `simulate`, larger
+/// ones).
+#[derive(Debug, Args)]
+struct Bounds {
+    /// Masters (1, 3 or 5).
+    #[arg(long)]
+    masters: Option<u8>,
+    /// Masters that may be down at once.
+    #[arg(long)]
+    crashes: Option<usize>,
+    /// The highest term explored.
+    #[arg(long)]
+    terms: Option<u64>,
+    /// Requests the operator makes (log entries besides each leader's no-op).
+    #[arg(long)]
+    entries: Option<u8>,
+    /// Applied entries after which a master compacts its log.
+    #[arg(long)]
+    snapshot_threshold: Option<u64>,
+    /// Let the network lose messages too (it always duplicates and reorders). Loss reaches no
+    /// actor state that duplication and reordering do not, so it is off by default; this
+    /// flag shows it.
+    #[arg(long)]
+    lossy: bool,
+    /// A network that delivers each message at most once (it still reorders).
+    #[arg(long)]
+    no_duplication: bool,
+    /// The most messages in flight at once.
+    #[arg(long)]
+    in_flight: Option<usize>,
+    /// Masters elect without the pre-vote phase (shorter paths to every state).
+    #[arg(long)]
+    no_pre_vote: bool,
+    /// Masters run without check-quorum and leader stickiness.
+    #[arg(long)]
+    no_check_quorum: bool,
+    /// Check a deliberately broken protocol instead, to watch a property catch the bug.
+    #[arg(long, value_enum)]
+    mutation: Option<MutationFlag>,
+}
+
+/// The seeded bugs of `berth_protocol::master::Mutation`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum MutationFlag {
+    /// Votes are sent without being persisted (E1 breaks after a crash).
+    VoteNotPersisted,
+    /// Vote requests of a lower term are granted (E1).
+    VoteWithoutTermCheck,
+    /// A second candidate of the same term gets a vote too (E1).
+    VoteTwicePerTerm,
+    /// Votes are granted whatever the candidate's log (E2).
+    VoteWithoutLogCheck,
+    /// Followers append without checking the entry before (E2, log matching).
+    AppendWithoutPreviousCheck,
+    /// Older terms' entries are committed by counting replicas (E2, Raft figure 8).
+    CommitByCountingOlderTerms,
+}
+
+impl From<MutationFlag> for Mutation {
+    fn from(flag: MutationFlag) -> Mutation {
+        match flag {
+            MutationFlag::VoteNotPersisted => Mutation::VoteNotPersisted,
+            MutationFlag::VoteWithoutTermCheck => Mutation::VoteWithoutTermCheck,
+            MutationFlag::VoteTwicePerTerm => Mutation::VoteTwicePerTerm,
+            MutationFlag::VoteWithoutLogCheck => Mutation::VoteWithoutLogCheck,
+            MutationFlag::AppendWithoutPreviousCheck => Mutation::AppendWithoutPreviousCheck,
+            MutationFlag::CommitByCountingOlderTerms => Mutation::CommitByCountingOlderTerms,
+        }
+    }
+}
+
+impl Bounds {
+    fn election(&self, base: ElectionConfig) -> ElectionConfig {
+        ElectionConfig {
+            masters: self.masters.unwrap_or(base.masters),
+            crashes: self.crashes.unwrap_or(base.crashes),
+            terms_max: self.terms.unwrap_or(base.terms_max),
+            entries: self.entries.unwrap_or(base.entries),
+            snapshot_threshold: self.snapshot_threshold.unwrap_or(base.snapshot_threshold),
+            lossy: base.lossy || self.lossy,
+            duplicating: base.duplicating && !self.no_duplication,
+            in_flight_max: self.in_flight.unwrap_or(base.in_flight_max),
+            pre_vote: base.pre_vote && !self.no_pre_vote,
+            check_quorum: base.check_quorum && !self.no_check_quorum,
+            mutation: self.mutation.map(Mutation::from),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check {
+            model: Which::Election,
+            bounds,
+            dfs,
+            depth,
+            threads,
+        } => {
+            let config = bounds.election(ElectionConfig::default());
+            println!("model: election; {config}");
+            let seeded_bug = config.mutation.is_some();
+            let mut checker = election_model(config).checker().threads(threads);
+            if seeded_bug {
+                // Looking for the bug: stop at the first violation.
+                checker = checker.finish_when(stateright::HasDiscoveries::AnyFailures);
+            }
+            if let Some(depth) = depth {
+                checker = checker.target_max_depth(depth);
+            }
+            let bound = depth.map_or("unbounded".to_string(), |depth| format!("<= {depth}"));
+            if dfs {
+                println!("search: depth-first, depth {bound}");
+                report(checker.target_max_depth(depth.unwrap_or(40)).spawn_dfs())
+            } else {
+                println!("search: breadth-first, depth {bound}");
+                report(checker.spawn_bfs())
+            }
+        }
+        Command::Simulate {
+            model: Which::Election,
+            bounds,
+            seed,
+            steps,
+            depth,
+        } => {
+            let larger = ElectionConfig {
+                masters: 5,
+                crashes: 2,
+                terms_max: 6,
+                entries: 3,
+                ..ElectionConfig::default()
+            };
+            let config = bounds.election(larger);
+            println!("model: election; {config}");
+            println!("search: random walks, seed {seed}, {steps} states, depth <= {depth}");
+            let checker = election_model(config)
+                .checker()
+                .target_state_count(steps)
+                .target_max_depth(depth)
+                .spawn_simulation(seed, stateright::UniformChooser);
+            report(checker)
+        }
+        Command::Explore {
+            model: Which::Election,
+            bounds,
+            address,
+        } => {
+            let config = bounds.election(ElectionConfig::default());
+            println!("model: election; {config}");
+            println!("explorer: http://{address}");
+            election_model(config).checker().serve(address.as_str());
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// Waits for `checker`, prints states, time and every property, and exits non-zero on a
+/// violated safety property.
+fn report<M, C>(checker: C) -> ExitCode
+where
+    M: Model,
+    M::State: std::fmt::Debug + Clone + PartialEq,
+    M::Action: std::fmt::Debug + Clone + PartialEq,
+    C: Checker<M>,
+{
+    let start = Instant::now();
+    let mut last_print = Instant::now();
+    while !checker.is_done() {
+        std::thread::sleep(Duration::from_millis(50));
+        if last_print.elapsed() >= Duration::from_secs(10) {
+            println!(
+                "  ... {} unique states, depth {}, {:.0?}",
+                checker.unique_state_count(),
+                checker.max_depth(),
+                start.elapsed()
+            );
+            last_print = Instant::now();
+        }
+    }
+    let checker = checker.join();
+    let elapsed = start.elapsed();
+    let states = checker.unique_state_count();
+    println!(
+        "unique states: {states}; total states: {}; max depth: {}; elapsed: {:.2?}; {:.0} states/s",
+        checker.state_count(),
+        checker.max_depth(),
+        elapsed,
+        states as f64 / elapsed.as_secs_f64()
+    );
+    let discoveries = checker.discoveries();
+    let mut violated = false;
+    for property in checker.model().properties() {
+        let found = discoveries.get(property.name);
+        let verdict = match (&property.expectation, found) {
+            (Expectation::Always | Expectation::Eventually, None) => "holds",
+            (Expectation::Sometimes, Some(_)) => "holds (example found)",
+            (Expectation::Sometimes, None) => "not reached",
+            (Expectation::Always | Expectation::Eventually, Some(_)) => {
+                violated = true;
+                "VIOLATED"
+            }
+        };
+        println!("  {:<50} {verdict}", property.name);
+        if let (Expectation::Always | Expectation::Eventually, Some(path)) =
+            (&property.expectation, found)
+        {
+            println!("    counterexample:");
+            for (step, action) in path.clone().into_actions().iter().enumerate() {
+                println!("      {step:>3}. {action:?}");
+            }
+        }
+    }
+    if violated {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

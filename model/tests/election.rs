@@ -1,0 +1,122 @@
+//! The election model: the default bounded check holds, its state count is pinned, and each
+//! safety property catches a deliberately broken protocol rule.
+//!
+//! Sizes: the full default configuration (3 masters, one crash, terms <= 2, one request, a
+//! duplicating, reordering network) is checked exhaustively to depth 10 here; deeper and larger
+//! runs are in the README (`berth-model check election ...`). Seeded bugs are checked with
+//! pre-vote and check-quorum off where that shortens the path to the bug: both are liveness
+//! features, and the bugs break safety with or without them.
+
+use berth_model::election::{ElectionConfig, election_model};
+use berth_protocol::master::Mutation;
+use stateright::{Checker, HasDiscoveries, Model};
+
+fn seeded(mutation: Mutation, check_quorum: bool) -> ElectionConfig {
+    ElectionConfig {
+        entries: 0,
+        pre_vote: false,
+        check_quorum,
+        mutation: Some(mutation),
+        ..ElectionConfig::default()
+    }
+}
+
+/// Checks `config` breadth-first to `depth`, stopping at the first violation.
+fn violations(config: ElectionConfig, depth: usize) -> Vec<&'static str> {
+    let checker = election_model(config)
+        .checker()
+        .threads(1)
+        .target_max_depth(depth)
+        .finish_when(HasDiscoveries::AnyFailures)
+        .spawn_bfs()
+        .join();
+    let discoveries = checker.discoveries();
+    let mut names: Vec<&'static str> = checker
+        .model()
+        .properties()
+        .into_iter()
+        .filter(|property| property.name.starts_with('E'))
+        .map(|property| property.name)
+        .filter(|name| discoveries.contains_key(name))
+        .collect();
+    names.sort_unstable();
+    names
+}
+
+#[test]
+fn the_default_configuration_holds_to_depth_ten() {
+    let checker = election_model(ElectionConfig::default())
+        .checker()
+        .threads(1)
+        .target_max_depth(10)
+        .spawn_bfs()
+        .join();
+    let discoveries = checker.discoveries();
+    for name in [
+        "E1 at most one leader per term",
+        "E1 at most one leader per term, ever",
+        "E2 log matching",
+        "E2 leader completeness",
+        "E2 committed entries never change",
+    ] {
+        assert!(
+            !discoveries.contains_key(name),
+            "{name} violated: {:?}",
+            discoveries[name]
+        );
+    }
+    assert!(discoveries.contains_key("a leader is elected"));
+    assert!(discoveries.contains_key("a request is committed"));
+    // Pinned: a change to the protocol or the model that changes the space shows up here.
+    assert_eq!(checker.unique_state_count(), 245_732);
+}
+
+#[test]
+fn without_pre_vote_a_leader_is_elected_again_after_a_leader_crashes() {
+    let config = ElectionConfig {
+        pre_vote: false,
+        entries: 0,
+        ..ElectionConfig::default()
+    };
+    let checker = election_model(config)
+        .checker()
+        .threads(1)
+        .target_max_depth(9)
+        .spawn_bfs()
+        .join();
+    checker.assert_any_discovery("a leader is elected after a leader crashed");
+    assert!(
+        !checker
+            .discoveries()
+            .keys()
+            .any(|name| name.starts_with('E'))
+    );
+}
+
+#[test]
+fn e1_catches_a_vote_that_is_not_persisted() {
+    assert_eq!(
+        violations(seeded(Mutation::VoteNotPersisted, true), 10),
+        [
+            "E1 at most one leader per term",
+            "E1 at most one leader per term, ever"
+        ]
+    );
+}
+
+#[test]
+fn e1_catches_a_second_vote_in_one_term() {
+    assert_eq!(
+        violations(seeded(Mutation::VoteTwicePerTerm, true), 8),
+        [
+            "E1 at most one leader per term",
+            "E1 at most one leader per term, ever"
+        ]
+    );
+}
+
+#[test]
+fn e2_catches_a_vote_for_a_candidate_with_a_stale_log() {
+    let found = violations(seeded(Mutation::VoteWithoutLogCheck, false), 10);
+    assert!(found.contains(&"E2 leader completeness"), "{found:?}");
+}
