@@ -1,17 +1,38 @@
-//! The command line.
+//! The command line: `berth master`, `berth local`, `berth leader` and `berth resources`.
+//!
+//! Every flag can also be given as a `BERTH_*` environment variable (shown in `--help`).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
+use berth_protocol::Address;
+use berth_protocol::bounded::{Name, NameError};
+use berth_protocol::ids::MasterId;
+use berth_protocol::master::{MEMBERSHIP_SIZES, MasterConfig};
 use berth_protocol::resources::{Reservation, ResourceValue, Resources};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
+use crate::client::{LeaderReport, find_leader};
+use crate::driver::DriverConfig;
+use crate::local::{LocalOptions, run_local};
 use crate::logging::LogFormat;
+use crate::master::{MasterNodeConfig, run_master};
+use crate::transport::ClusterSecret;
+
+/// The cluster name used when `--cluster` is not given.
+pub const CLUSTER_DEFAULT: &str = "berth";
 
 /// Berth: a cluster resource manager whose fault tolerance is model-checked.
 #[derive(Debug, Parser)]
 #[command(
     name = "berth",
     version,
-    about = "Berth: a cluster resource manager whose fault tolerance is model-checked."
+    about = "Berth: a cluster resource manager whose fault tolerance is model-checked.",
+    after_help = "Start with `berth local` to run a cluster of masters on this machine."
 )]
 pub struct Cli {
     /// How log lines are written (set the level with RUST_LOG, e.g. RUST_LOG=info).
@@ -26,6 +47,23 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Runs a master: elects a leader with the other masters and replicates the registry.
+    ///
+    /// Example, the first of three masters:
+    /// berth master --id 1 --masters 1=10.0.0.1:5050,2=10.0.0.2:5050,3=10.0.0.3:5050
+    /// --data-dir /var/lib/berth/master --secret-file /etc/berth/secret
+    ///
+    /// Runs until Ctrl-C or SIGTERM. Logs go to standard error; RUST_LOG=info shows
+    /// elections and leadership changes.
+    Master(MasterArgs),
+    /// Runs a whole cluster on this machine: starts masters as separate processes on
+    /// loopback, prints where their data and logs are and which one leads, and stops them
+    /// all on Ctrl-C.
+    Local(LocalArgs),
+    /// Asks each master who leads and prints every answer.
+    ///
+    /// Exits with status 1 if no master names a leader.
+    Leader(LeaderArgs),
     /// Checks an agent resource string and prints what it describes, one entry per line.
     ///
     /// Example: berth resources "cpus:4;mem:8192;disk:100000;ports:[31000-32000];cpus(ops):2"
@@ -35,6 +73,231 @@ pub enum Command {
     },
 }
 
+/// `berth master`.
+#[derive(Debug, Args)]
+pub struct MasterArgs {
+    /// This master's id: its key in --masters.
+    #[arg(long, env = "BERTH_ID")]
+    pub id: u8,
+
+    /// The socket address to listen on [default: this master's address in --masters]. Use
+    /// 0.0.0.0:PORT to listen on every interface; peers still reach it at its --masters
+    /// address.
+    #[arg(long, env = "BERTH_LISTEN", value_name = "IP:PORT")]
+    pub listen: Option<SocketAddr>,
+
+    /// Every master of the cluster, this one included: 1, 3 or 5 entries ID=IP:PORT separated
+    /// by commas. Every master must be given the same list; masters with different lists
+    /// refuse each other.
+    #[arg(long, env = "BERTH_MASTERS", value_name = "ID=IP:PORT,...", value_parser = parse_master_list)]
+    pub masters: MasterList,
+
+    /// The directory where this master keeps its term, vote and replicated log; created if
+    /// missing. Keep it across restarts: a master that loses it may vote twice in a term.
+    #[arg(long, env = "BERTH_DATA_DIR", value_name = "DIR")]
+    pub data_dir: PathBuf,
+
+    /// The cluster's name: nodes of another cluster are refused.
+    #[arg(long, env = "BERTH_CLUSTER", value_name = "NAME", default_value = CLUSTER_DEFAULT, value_parser = parse_cluster)]
+    pub cluster: Name,
+
+    /// A file holding the cluster secret shared by every node (at least 16 bytes, e.g. 32
+    /// random bytes as hex; mode 600).
+    #[arg(long, env = "BERTH_SECRET_FILE", value_name = "FILE")]
+    pub secret_file: PathBuf,
+
+    /// Stop when the process with this id (the `berth local` that started this master)
+    /// exits. Set by `berth local`.
+    #[arg(long, env = "BERTH_PARENT_PID", value_name = "PID", hide = true)]
+    pub parent_pid: Option<u32>,
+}
+
+/// `berth local`.
+#[derive(Debug, Args)]
+pub struct LocalArgs {
+    /// How many masters to start: 1, 3 or 5.
+    #[arg(long, env = "BERTH_LOCAL_MASTERS", default_value_t = 3, value_parser = parse_membership_size)]
+    pub masters: usize,
+
+    /// The directory for the cluster secret, the masters' data directories and their logs
+    /// [default: a new directory under the system's temporary directory]. Given an existing
+    /// directory of an earlier `berth local`, the masters recover their state from it.
+    #[arg(long, env = "BERTH_LOCAL_DIR", value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+/// `berth leader`.
+#[derive(Debug, Args)]
+pub struct LeaderArgs {
+    /// The masters to ask, as IP:PORT (or ID=IP:PORT, as given to `berth master`) separated
+    /// by commas.
+    #[arg(long, env = "BERTH_MASTERS", value_name = "IP:PORT,...", value_parser = parse_master_addresses)]
+    pub masters: MasterAddresses,
+
+    /// A file holding the cluster secret.
+    #[arg(long, env = "BERTH_SECRET_FILE", value_name = "FILE")]
+    pub secret_file: PathBuf,
+
+    /// The cluster's name.
+    #[arg(long, env = "BERTH_CLUSTER", value_name = "NAME", default_value = CLUSTER_DEFAULT, value_parser = parse_cluster)]
+    pub cluster: Name,
+
+    /// Print one JSON object instead of a table.
+    #[arg(long, env = "BERTH_JSON")]
+    pub json: bool,
+
+    /// How long to wait for the masters' answers, in milliseconds.
+    #[arg(
+        long,
+        env = "BERTH_TIMEOUT_MS",
+        value_name = "MS",
+        default_value_t = 2000
+    )]
+    pub timeout_ms: u64,
+}
+
+/// A parsed `--masters ID=IP:PORT,...` list: 1, 3 or 5 masters with distinct ids and
+/// addresses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MasterList(pub BTreeMap<MasterId, Address>);
+
+/// A parsed `--masters IP:PORT,...` list of masters to ask.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MasterAddresses(pub Vec<Address>);
+
+/// The most masters `berth leader` asks: the largest cluster.
+pub const MASTER_ADDRESSES_MAX: usize = 5;
+
+/// Why a `--masters` list is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MasterListError {
+    /// An entry is not `ID=IP:PORT`.
+    #[error("{entry:?} is not ID=IP:PORT (for example 1=10.0.0.1:5050)")]
+    Entry {
+        /// The entry.
+        entry: String,
+    },
+    /// An id is not a number from 0 to 255.
+    #[error("the id in {entry:?} is not a number from 0 to 255")]
+    Id {
+        /// The entry.
+        entry: String,
+    },
+    /// An address is not `IP:PORT`.
+    #[error("the address in {entry:?} is not IP:PORT (for example 10.0.0.1:5050)")]
+    Address {
+        /// The entry.
+        entry: String,
+    },
+    /// Two entries have the same id.
+    #[error("master id {id} is listed twice")]
+    DuplicateId {
+        /// The id.
+        id: u8,
+    },
+    /// Two entries have the same address.
+    #[error("address {address} is listed twice")]
+    DuplicateAddress {
+        /// The address.
+        address: String,
+    },
+    /// The list does not have 1, 3 or 5 masters.
+    #[error(
+        "--masters must list 1, 3 or 5 masters, not {count} (an even number adds no fault \
+         tolerance)"
+    )]
+    Count {
+        /// How many it lists.
+        count: usize,
+    },
+    /// `berth leader` was given more masters than a cluster has.
+    #[error("--masters lists {count} masters; a cluster has at most {MASTER_ADDRESSES_MAX}")]
+    TooMany {
+        /// How many it lists.
+        count: usize,
+    },
+}
+
+/// Parses `--masters` for `berth master`: `ID=IP:PORT` entries separated by commas.
+pub fn parse_master_list(text: &str) -> Result<MasterList, MasterListError> {
+    let mut members = BTreeMap::new();
+    for entry in text
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+    {
+        let Some((id, address)) = entry.split_once('=') else {
+            return Err(MasterListError::Entry {
+                entry: entry.to_string(),
+            });
+        };
+        let id: u8 = id.trim().parse().map_err(|_| MasterListError::Id {
+            entry: entry.to_string(),
+        })?;
+        let address = parse_socket_address(address.trim(), entry)?;
+        if members.values().any(|listed| *listed == address) {
+            return Err(MasterListError::DuplicateAddress {
+                address: address.to_string(),
+            });
+        }
+        if members.insert(MasterId(id), address).is_some() {
+            return Err(MasterListError::DuplicateId { id });
+        }
+    }
+    if !MEMBERSHIP_SIZES.contains(&members.len()) {
+        return Err(MasterListError::Count {
+            count: members.len(),
+        });
+    }
+    Ok(MasterList(members))
+}
+
+/// Parses `--masters` for `berth leader`: `IP:PORT` or `ID=IP:PORT` entries separated by
+/// commas.
+pub fn parse_master_addresses(text: &str) -> Result<MasterAddresses, MasterListError> {
+    let mut addresses: Vec<Address> = Vec::new();
+    for entry in text
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+    {
+        let address_text = entry.split_once('=').map_or(entry, |(_, address)| address);
+        let address = parse_socket_address(address_text.trim(), entry)?;
+        if !addresses.contains(&address) {
+            addresses.push(address);
+        }
+    }
+    if addresses.is_empty() {
+        return Err(MasterListError::Count { count: 0 });
+    }
+    if addresses.len() > MASTER_ADDRESSES_MAX {
+        return Err(MasterListError::TooMany {
+            count: addresses.len(),
+        });
+    }
+    Ok(MasterAddresses(addresses))
+}
+
+/// A master's address: a socket address, written the way the transport dials it.
+fn parse_socket_address(text: &str, entry: &str) -> Result<Address, MasterListError> {
+    let error = || MasterListError::Address {
+        entry: entry.to_string(),
+    };
+    let socket_address: SocketAddr = text.parse().map_err(|_| error())?;
+    Address::new(&socket_address.to_string()).map_err(|_| error())
+}
+
+fn parse_cluster(text: &str) -> Result<Name, NameError> {
+    Name::new(text)
+}
+
+fn parse_membership_size(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(count) if MEMBERSHIP_SIZES.contains(&count) => Ok(count),
+        _ => Err(format!("a cluster has 1, 3 or 5 masters, not {text:?}")),
+    }
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -42,7 +305,150 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", describe_resources(&text)?);
             Ok(())
         }
+        Command::Master(args) => runtime()?.block_on(master(args)),
+        Command::Local(args) => runtime()?.block_on(run_local(
+            LocalOptions {
+                masters: args.masters,
+                dir: args.dir,
+                log_format: cli.log_format,
+            },
+            shutdown_signal(),
+        )),
+        Command::Leader(args) => runtime()?.block_on(leader(args)),
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")
+}
+
+/// `berth master`.
+async fn master(args: MasterArgs) -> anyhow::Result<()> {
+    if let Some(parent) = args.parent_pid {
+        exit_with_parent(parent)?;
+    }
+    let id = MasterId(args.id);
+    let MasterList(members) = args.masters;
+    let Some(own_address) = members.get(&id) else {
+        let ids: Vec<String> = members.keys().map(ToString::to_string).collect();
+        anyhow::bail!(
+            "--id {id} is not in --masters (its ids are {}): list this master too",
+            ids.join(", ")
+        );
+    };
+    let listen = match args.listen {
+        Some(listen) => listen,
+        None => own_address
+            .as_str()
+            .parse()
+            .context("a --masters address is IP:PORT")?,
+    };
+    let master = MasterConfig::new(id, members).context("invalid --masters")?;
+    let secret = ClusterSecret::read(&args.secret_file)?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let config = MasterNodeConfig {
+        master,
+        cluster: args.cluster,
+        secret,
+        data_dir: args.data_dir,
+        driver: DriverConfig::default(),
+    };
+    run_master(config, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// `berth leader`.
+async fn leader(args: LeaderArgs) -> anyhow::Result<()> {
+    let secret = ClusterSecret::read(&args.secret_file)?;
+    let timeout = Duration::from_millis(args.timeout_ms);
+    let report = find_leader(&args.masters.0, args.cluster, secret, timeout).await;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", describe_leader(&report, timeout));
+    }
+    if report.leader.is_none() {
+        anyhow::bail!("no master named a leader: an election may be under way, retry");
+    }
+    Ok(())
+}
+
+/// The table `berth leader` prints.
+pub fn describe_leader(report: &LeaderReport, timeout: Duration) -> String {
+    let mut table = format!("{:<24} {:<8} {}\n", "MASTER", "TERM", "LEADER");
+    for answer in &report.masters {
+        let (term, leader) = match (answer.answered, answer.term, &answer.leader) {
+            (true, Some(term), Some(leader)) => (term.to_string(), leader.to_string()),
+            (true, Some(term), None) => (term.to_string(), "(none known)".to_string()),
+            _ => ("-".to_string(), format!("(no answer within {timeout:?})")),
+        };
+        table.push_str(&format!("{:<24} {:<8} {}\n", answer.address, term, leader));
+    }
+    if let (Some(leader), Some(term)) = (&report.leader, report.term) {
+        table.push_str(&format!("leader: {leader} (term {term})\n"));
+    }
+    table
+}
+
+/// Completes on Ctrl-C or SIGTERM. If a handler cannot be installed, that signal is not
+/// waited for (rather than completing at once).
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::warn!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate_signal() => {}
+    }
+}
+
+#[cfg(unix)]
+fn terminate_signal() -> impl Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let terminate = signal(SignalKind::terminate());
+    async move {
+        match terminate {
+            Ok(mut terminate) => {
+                terminate.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn terminate_signal() -> impl Future<Output = ()> {
+    std::future::pending()
+}
+
+/// Asks the kernel to send this process SIGTERM when its parent exits, and fails if the
+/// parent `parent` is already gone (its orphan would otherwise run on unnoticed).
+#[cfg(target_os = "linux")]
+fn exit_with_parent(parent: u32) -> anyhow::Result<()> {
+    use rustix::process::{Pid, Signal, getppid, set_parent_process_death_signal};
+    set_parent_process_death_signal(Some(Signal::TERM))
+        .context("cannot ask to be stopped with the parent process")?;
+    let expected = i32::try_from(parent).ok().and_then(Pid::from_raw);
+    if getppid() != expected {
+        anyhow::bail!("the parent process {parent} has already exited");
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn exit_with_parent(_parent: u32) -> anyhow::Result<()> {
+    Ok(())
 }
 
 /// The table `berth resources` prints.
@@ -70,6 +476,7 @@ pub fn describe_resources(text: &str) -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
     #[test]
     fn describes_each_entry() {
@@ -92,5 +499,59 @@ mod tests {
     fn names_the_offending_part() {
         let error = describe_resources("cpus:4;mem:lots").expect_err("invalid");
         assert!(format!("{error:#}").contains("mem:lots"), "{error:#}");
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_master_list_has_one_three_or_five_masters() {
+        let list = parse_master_list("1=127.0.0.1:5050, 2=127.0.0.1:5051,3=127.0.0.1:5052")
+            .expect("valid");
+        assert_eq!(list.0.len(), 3);
+        assert_eq!(list.0[&MasterId(2)].as_str(), "127.0.0.1:5051");
+        let error = parse_master_list("1=127.0.0.1:5050,2=127.0.0.1:5051").expect_err("two");
+        assert_eq!(
+            error.to_string(),
+            "--masters must list 1, 3 or 5 masters, not 2 (an even number adds no fault \
+             tolerance)"
+        );
+    }
+
+    #[test]
+    fn a_bad_master_entry_is_named() {
+        let cases = [
+            (
+                "1=127.0.0.1:5050,127.0.0.1:5051",
+                "\"127.0.0.1:5051\" is not ID=IP:PORT",
+            ),
+            ("x=127.0.0.1:5050", "the id in \"x=127.0.0.1:5050\""),
+            (
+                "1=localhost",
+                "the address in \"1=localhost\" is not IP:PORT",
+            ),
+            (
+                "1=127.0.0.1:1,1=127.0.0.1:2,3=127.0.0.1:3",
+                "master id 1 is listed twice",
+            ),
+            (
+                "1=127.0.0.1:1,2=127.0.0.1:1,3=127.0.0.1:3",
+                "127.0.0.1:1 is listed twice",
+            ),
+        ];
+        for (text, expected) in cases {
+            let error = parse_master_list(text).expect_err(text).to_string();
+            assert!(error.contains(expected), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn leader_accepts_plain_or_numbered_addresses() {
+        let addresses =
+            parse_master_addresses("127.0.0.1:5050,2=127.0.0.1:5051,127.0.0.1:5050").expect("ok");
+        assert_eq!(addresses.0.len(), 2, "duplicates are asked once");
+        assert!(parse_master_addresses("").is_err());
     }
 }

@@ -4,6 +4,10 @@
 //! into I/O; protocol decisions stay in `berth-protocol` (DESIGN.md, "Node runtime").
 
 pub mod cli;
+pub mod client;
+pub mod driver;
+pub mod local;
 pub mod logging;
+pub mod master;
 pub mod storage;
 pub mod transport;

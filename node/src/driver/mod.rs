@@ -1,0 +1,440 @@
+//! The driver: one tokio task that owns a protocol [`Machine`] and turns its outbox into I/O.
+//!
+//! DESIGN.md, "Node runtime": *one tokio task owns each state machine and executes its
+//! outbox; connections, timers and disk completions feed it through channels.* [`Driver`] is
+//! that task for any role. Nothing else holds the machine, so nothing else can touch protocol
+//! state; the rest of the process sees it only through the status [`watch`] channel.
+//!
+//! ```text
+//!   network inbox ---(from, message)--+
+//!   local events  ---(event)----------+--> Driver::run --> machine.handle_*() --> outbox
+//!   timers (one sleep_until) ---------+         ^                                  |
+//!   shutdown -------------------------+         |      execute front to back       v
+//!                                               |   Send      -> MessageSink::send (never waits)
+//!                                               |   SetTimer  -> Timers::set (jitter drawn here)
+//!                                               |   Persist.. -> append + fsync, WAIT  <barrier>
+//!                                               |   Act       -> the caller's closure
+//!                                               |   Note      -> tracing event
+//!                                               +-- status watch <- after every step
+//! ```
+//!
+//! # How the driver honours the calling contract
+//!
+//! The rules are those of the [`berth_protocol`] crate documentation.
+//!
+//! 1. **Boot.** [`Driver::open`] opens the machine's [`Store`], which folds every record on
+//!    disk with [`Machine::apply`] starting from `Durable::default()`, and passes the fold to
+//!    [`Machine::boot`]. The boot's outbox is the first thing [`Driver::run`] executes.
+//! 2. **One input at a time.** [`Driver::run`] takes one input (a message, a fired timer, a
+//!    local event), calls the matching `handle_*` method, executes the whole outbox, publishes
+//!    the status, and only then takes the next input.
+//! 3. **Persist is a barrier.** A [`Command::Persist`] and the persists that directly follow
+//!    it are appended to the store and made durable with *one* fsync, on a blocking thread
+//!    (`spawn_blocking`); the driver awaits that thread before it looks at the next command.
+//!    So a `Send` queued after a `Persist` reaches the network only once the record is on
+//!    disk: a vote is never sent before it is durable. A storage error of any kind ends
+//!    [`Driver::run`] with [`DriverError::Storage`] before any later command is executed; the
+//!    caller stops the process. A failed fsync is never retried (see
+//!    [`storage`](crate::storage)).
+//! 4. **Timers** live in [`Timers`]: one deadline per timer name and a single `sleep_until`
+//!    on the earliest, no task per setting. `SetTimer` draws a delay uniformly from the
+//!    machine's range and replaces the earlier setting; `CancelTimer` removes it. Both happen
+//!    before the driver sleeps again, so a replaced or cancelled setting never fires.
+//! 5. **The network is unreliable**, and the driver does not hide it: [`MessageSink::send`]
+//!    never waits, and a message the transport cannot queue is dropped.
+//!
+//! Shutdown is looked at only between steps, so a clean stop never leaves an outbox half
+//! executed; only a storage failure does, and then the process exits and recovers from disk,
+//! which rule 3 makes safe.
+//!
+//! # Compaction
+//!
+//! The driver keeps its own copy of the durable state, folding each record it persists with
+//! [`Machine::apply`] (the machine's own copy is not visible to it). Once more than
+//! [`DriverConfig::compaction_records`] records were appended since the last snapshot, it
+//! [`compact`](Store::compact)s the store into a snapshot of that copy, on the same blocking
+//! thread, right after the sync. A store opened with records in its log is compacted when
+//! [`Driver::run`] starts, so the count is exact.
+
+#![warn(missing_docs)]
+
+mod notes;
+mod timers;
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+
+use berth_protocol::message::Message;
+use berth_protocol::{Address, Command, Machine, Outbox};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+pub use notes::{NoteLog, WARNING_REPEAT_INTERVAL, WARNINGS_REMEMBERED_MAX};
+pub use timers::{Timers, draw_delay};
+
+use crate::storage::{StorageError, Store};
+use crate::transport::Network;
+
+/// The default number of records appended after which the store is compacted.
+pub const COMPACTION_RECORDS_DEFAULT: u64 = 1024;
+
+/// Where the driver hands the messages a machine sends. [`Network`] is the real one; tests
+/// substitute their own.
+pub trait MessageSink {
+    /// Queues `message` for `to` without waiting. Delivery is best effort.
+    fn send(&self, to: &Address, message: Message);
+}
+
+impl MessageSink for Network {
+    fn send(&self, to: &Address, message: Message) {
+        // Loss is part of the contract: a full queue or a missing route drops the message.
+        let _ = Network::send(self, to, message);
+    }
+}
+
+/// The [`Driver::run`] action handler of a role without actions (`Action = Infallible`).
+pub fn no_actions(action: Infallible) {
+    match action {}
+}
+
+/// The driver's own settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DriverConfig {
+    /// Compact the store once more than this many records were appended since the last
+    /// snapshot.
+    pub compaction_records: u64,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        DriverConfig {
+            compaction_records: COMPACTION_RECORDS_DEFAULT,
+        }
+    }
+}
+
+/// Why a driver stopped. Every variant is fatal: the process exits and recovers from disk.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// Storage failed (the error names the file). Never retried.
+    #[error("storage failed: {0}")]
+    Storage(#[from] StorageError),
+    /// The thread doing a storage operation panicked; the store's state is unknown.
+    #[error("a storage operation in {} panicked: {message}", directory.display())]
+    StorageThread {
+        /// The store's directory.
+        directory: PathBuf,
+        /// What the thread's panic said.
+        message: String,
+    },
+    /// The machine refused to boot from its durable state.
+    #[error("the state machine refused to boot: {0}")]
+    Boot(String),
+}
+
+/// One input to the machine.
+// One short-lived value per step: boxing the message would allocate for every message.
+#[allow(clippy::large_enum_variant)]
+enum Input<M: Machine> {
+    Message(Address, Message),
+    Timer,
+    Event(M::Event),
+}
+
+/// The task that owns a machine `M`; `S` is the status it publishes after every step. See
+/// the [module documentation](self).
+pub struct Driver<M: Machine, S> {
+    machine: M,
+    /// `None` only while a blocking storage operation holds it.
+    store: Option<Store<M::Record, M::Durable>>,
+    /// The store's directory, for error messages.
+    directory: PathBuf,
+    /// The fold of every record persisted: what a snapshot holds.
+    durable: M::Durable,
+    records_since_compaction: u64,
+    timers: Timers<M::Timer>,
+    /// Commands not yet executed: the boot's, until [`Driver::run`] starts.
+    outbox: Outbox<M>,
+    notes: NoteLog,
+    status: watch::Sender<S>,
+    status_of: fn(&M) -> S,
+    config: DriverConfig,
+}
+
+impl<M, S> Driver<M, S>
+where
+    M: Machine + Send,
+    M::Record: Serialize + DeserializeOwned + Send + 'static,
+    M::Durable: Serialize + DeserializeOwned + Send + 'static,
+    M::Timer: Send,
+    M::Event: Send,
+    M::Action: Send,
+    S: PartialEq + Send + Sync,
+{
+    /// Opens the store in `directory` (which must exist), folds its records and boots the
+    /// machine. Returns the driver and a receiver of its status, which `status_of` computes
+    /// from the machine after boot and after every step.
+    ///
+    /// The status is the machine's view: until [`run`](Driver::run) has executed the boot's
+    /// outbox, a record the boot queued (a lone master's vote for itself) is not yet on disk.
+    pub fn open(
+        directory: &Path,
+        config: &M::Config,
+        status_of: fn(&M) -> S,
+        driver_config: DriverConfig,
+    ) -> Result<(Driver<M, S>, watch::Receiver<S>), DriverError> {
+        let (store, durable) = Store::open(directory, M::apply)?;
+        Driver::boot(store, durable, config, status_of, driver_config)
+    }
+
+    /// Boots the machine from an already opened `store` and the `durable` state it returned
+    /// (tests open stores on a file system of their own).
+    pub fn boot(
+        store: Store<M::Record, M::Durable>,
+        durable: M::Durable,
+        config: &M::Config,
+        status_of: fn(&M) -> S,
+        driver_config: DriverConfig,
+    ) -> Result<(Driver<M, S>, watch::Receiver<S>), DriverError> {
+        let mut outbox = Outbox::new();
+        let machine = M::boot(config, &durable, &mut outbox)
+            .map_err(|error| DriverError::Boot(error.to_string()))?;
+        let (status, receiver) = watch::channel(status_of(&machine));
+        let driver = Driver {
+            machine,
+            directory: store.directory().to_path_buf(),
+            store: Some(store),
+            durable,
+            records_since_compaction: 0,
+            timers: Timers::new(),
+            outbox,
+            notes: NoteLog::new(),
+            status,
+            status_of,
+            config: driver_config,
+        };
+        Ok((driver, receiver))
+    }
+
+    /// A receiver of the status, like the one [`open`](Driver::open) returned.
+    pub fn status(&self) -> watch::Receiver<S> {
+        self.status.subscribe()
+    }
+
+    /// Runs the machine until `shutdown` completes or the inbox closes (`Ok`), or a storage
+    /// failure (`Err`, fatal: stop the process).
+    ///
+    /// Messages arrive on `inbox`, local events on `events` (`None` for a role without
+    /// them); sends go to `sink` and actions to `act`.
+    pub async fn run<N: MessageSink>(
+        mut self,
+        sink: &N,
+        mut inbox: mpsc::Receiver<(Address, Message)>,
+        mut events: Option<mpsc::Receiver<M::Event>>,
+        mut act: impl FnMut(M::Action),
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), DriverError> {
+        let result = self
+            .run_steps(sink, &mut inbox, &mut events, &mut act, shutdown)
+            .await;
+        if let Err(error) = &result {
+            tracing::error!(
+                %error,
+                "stopping: storage failed, and a failed write or fsync is never retried; \
+                 restart the process to recover from what is on disk"
+            );
+        }
+        result
+    }
+
+    async fn run_steps<N: MessageSink>(
+        &mut self,
+        sink: &N,
+        inbox: &mut mpsc::Receiver<(Address, Message)>,
+        events: &mut Option<mpsc::Receiver<M::Event>>,
+        act: &mut impl FnMut(M::Action),
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), DriverError> {
+        self.compact_at_start().await?;
+        let mut outbox = std::mem::take(&mut self.outbox);
+        self.execute(&mut outbox, sink, act).await?;
+        self.publish_status();
+        tokio::pin!(shutdown);
+        loop {
+            let deadline = self.timers.next_deadline();
+            let input: Input<M> = tokio::select! {
+                biased;
+                () = &mut shutdown => return Ok(()),
+                () = sleep_until(deadline) => Input::Timer,
+                Some(event) = receive(events) => Input::Event(event),
+                received = inbox.recv() => match received {
+                    Some((from, message)) => Input::Message(from, message),
+                    None => return Ok(()),
+                },
+            };
+            match input {
+                Input::Message(from, message) => {
+                    self.machine.handle_message(&from, message, &mut outbox);
+                }
+                Input::Timer => {
+                    if let Some(timer) = self.timers.pop_due(Instant::now()) {
+                        self.machine.handle_timer(timer, &mut outbox);
+                    }
+                }
+                Input::Event(event) => self.machine.handle_event(event, &mut outbox),
+            }
+            self.execute(&mut outbox, sink, act).await?;
+            self.publish_status();
+        }
+    }
+
+    /// Executes `outbox` front to back. Returns at the first storage failure, with every
+    /// later command unexecuted.
+    async fn execute<N: MessageSink>(
+        &mut self,
+        outbox: &mut Outbox<M>,
+        sink: &N,
+        act: &mut impl FnMut(M::Action),
+    ) -> Result<(), DriverError> {
+        let mut commands = outbox.drain().peekable();
+        while let Some(command) = commands.next() {
+            match command {
+                Command::Persist(record) => {
+                    // Coalesce the persists that directly follow: one fsync for all.
+                    let mut records = vec![record];
+                    while let Some(Command::Persist(record)) =
+                        commands.next_if(|next| matches!(next, Command::Persist(_)))
+                    {
+                        records.push(record);
+                    }
+                    // The barrier: nothing below runs before the records are durable.
+                    self.persist(records).await?;
+                }
+                Command::Send { to, message } => sink.send(&to, message),
+                Command::SetTimer { timer, duration } => {
+                    let delay = draw_delay(duration, &mut rand::rng());
+                    self.timers.set(timer, Instant::now() + delay);
+                }
+                Command::CancelTimer(timer) => self.timers.cancel(&timer),
+                Command::Act(action) => act(action),
+                Command::Note(note) => self.notes.write(&note),
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends `records`, makes them durable with one sync, and compacts the store when its
+    /// log is long enough; returns once all of it is done.
+    async fn persist(&mut self, records: Vec<M::Record>) -> Result<(), DriverError> {
+        for record in &records {
+            M::apply(&mut self.durable, record);
+        }
+        let count = u64::try_from(records.len()).unwrap_or(u64::MAX);
+        self.records_since_compaction = self.records_since_compaction.saturating_add(count);
+        let snapshot = (self.records_since_compaction > self.config.compaction_records)
+            .then(|| self.durable.clone());
+        let compacting = snapshot.is_some();
+        self.with_store(move |store| {
+            for record in &records {
+                store.append(record)?;
+            }
+            store.sync()?;
+            if let Some(durable) = snapshot {
+                store.compact(&durable)?;
+            }
+            Ok(())
+        })
+        .await?;
+        if compacting {
+            self.records_since_compaction = 0;
+            tracing::debug!("compacted the store into a snapshot");
+        }
+        Ok(())
+    }
+
+    /// Compacts a store opened with records in its log, so that the driver's record count
+    /// starts exact.
+    async fn compact_at_start(&mut self) -> Result<(), DriverError> {
+        let log_is_empty = self
+            .store
+            .as_ref()
+            .is_none_or(|store| store.log_length() == 0);
+        if log_is_empty {
+            return Ok(());
+        }
+        let durable = self.durable.clone();
+        self.with_store(move |store| store.compact(&durable)).await
+    }
+
+    /// Runs `work` on the store on a blocking thread and waits for it.
+    async fn with_store<T: Send + 'static>(
+        &mut self,
+        work: impl FnOnce(&mut Store<M::Record, M::Durable>) -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, DriverError> {
+        let Some(mut store) = self.store.take() else {
+            // A previous operation's thread panicked and took the store with it; `run`
+            // returned an error then, so this is not reached.
+            return Err(DriverError::StorageThread {
+                directory: self.directory.clone(),
+                message: "the store was lost by an earlier failure".into(),
+            });
+        };
+        let joined = tokio::task::spawn_blocking(move || {
+            let result = work(&mut store);
+            (store, result)
+        })
+        .await;
+        match joined {
+            Ok((store, result)) => {
+                self.store = Some(store);
+                Ok(result?)
+            }
+            Err(error) => Err(DriverError::StorageThread {
+                directory: self.directory.clone(),
+                message: error.to_string(),
+            }),
+        }
+    }
+
+    fn publish_status(&self) {
+        let status = (self.status_of)(&self.machine);
+        self.status.send_if_modified(|current| {
+            let changed = *current != status;
+            if changed {
+                *current = status;
+            }
+            changed
+        });
+    }
+}
+
+impl<M: Machine, S> fmt::Debug for Driver<M, S> {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("Driver")
+            .field("timers", &self.timers.len())
+            .field("records_since_compaction", &self.records_since_compaction)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next event, or `None` at once if there is no event channel or it is closed (the
+/// `select!` then disables the branch for that round).
+async fn receive<E>(events: &mut Option<mpsc::Receiver<E>>) -> Option<E> {
+    match events {
+        Some(receiver) => receiver.recv().await,
+        None => None,
+    }
+}

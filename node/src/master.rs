@@ -1,0 +1,268 @@
+//! A master process: the protocol's [`Master`] machine behind a [`Driver`], a [`Network`]
+//! and a [`Store`](crate::storage::Store) in its data directory.
+//!
+//! Everything a master decides (elections, the replicated registry) is in
+//! [`berth_protocol::master`]; this module only wires it to TCP and to the disk. The shape is
+//! mini-redis's: [`run_master`] takes its configuration, a bound listener and a shutdown
+//! future, so tests start masters in-process on port 0 and the binary's `berth master` is a
+//! thin wrapper around it.
+//!
+//! ```no_run
+//! # async fn demo(config: berth_node::master::MasterNodeConfig) -> anyhow::Result<()> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:5050").await?;
+//! berth_node::master::run_master(config, listener, async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! })
+//! .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! A master is known to its peers by its entry in the membership list: that text is its
+//! [`Address`] in the handshake and in every message, so the list must name each master by
+//! the `IP:PORT` the others reach it at.
+
+#![warn(missing_docs)]
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use berth_protocol::Address;
+use berth_protocol::bounded::Name;
+use berth_protocol::ids::{MasterId, Term};
+use berth_protocol::master::{ElectionRole, Master, MasterConfig};
+use berth_protocol::registry::LogIndex;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::Instrument;
+
+use crate::driver::{Driver, DriverConfig, DriverError, no_actions};
+use crate::transport::{ClusterSecret, Network, NetworkConfig};
+
+/// Everything a master process needs.
+#[derive(Clone, Debug)]
+pub struct MasterNodeConfig {
+    /// Its identity, the membership list and the protocol's timing.
+    pub master: MasterConfig,
+    /// The cluster's name; peers of another cluster are refused at the handshake.
+    pub cluster: Name,
+    /// The cluster's shared secret.
+    pub secret: ClusterSecret,
+    /// Where its durable state (term, vote, log) lives; created if missing.
+    pub data_dir: PathBuf,
+    /// The driver's settings.
+    pub driver: DriverConfig,
+}
+
+/// Where a master stands in the election, for status output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Standing {
+    /// Following a leader, or waiting to hear from one.
+    Follower,
+    /// Asking for pre-votes.
+    PreCandidate,
+    /// Asking for votes in its term.
+    Candidate,
+    /// Leading its term.
+    Leader,
+}
+
+/// How many entries the registry holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RegistrySummary {
+    /// Agents ever admitted.
+    pub agents: usize,
+    /// Frameworks not removed.
+    pub frameworks: usize,
+    /// Roles with a configured weight.
+    pub role_weights: usize,
+}
+
+/// A snapshot of a master, published after every step of its machine.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MasterStatus {
+    /// Its id.
+    pub id: MasterId,
+    /// Its address in the membership list.
+    pub address: Address,
+    /// Its current term.
+    pub term: Term,
+    /// Where it stands.
+    pub standing: Standing,
+    /// The leader of its term it knows of (itself if it leads).
+    pub leader: Option<MasterId>,
+    /// Its vote in its term.
+    pub voted_for: Option<MasterId>,
+    /// The highest log index it knows to be committed.
+    pub commit_index: LogIndex,
+    /// The index of its last log entry.
+    pub last_log_index: LogIndex,
+    /// The registry as of the commit index.
+    pub registry: RegistrySummary,
+}
+
+impl MasterStatus {
+    /// The status of `master`.
+    pub fn of(master: &Master) -> MasterStatus {
+        let standing = match master.role() {
+            ElectionRole::Follower { .. } => Standing::Follower,
+            ElectionRole::PreCandidate { .. } => Standing::PreCandidate,
+            ElectionRole::Candidate { .. } => Standing::Candidate,
+            ElectionRole::Leader(_) => Standing::Leader,
+        };
+        let registry = master.registry();
+        MasterStatus {
+            id: master.id(),
+            address: own_address(master.config()),
+            term: master.term(),
+            standing,
+            leader: master.leader(),
+            voted_for: master.voted_for(),
+            commit_index: master.commit_index(),
+            last_log_index: master.log().last_index(),
+            registry: RegistrySummary {
+                agents: registry.agents().len(),
+                frameworks: registry.frameworks().len(),
+                role_weights: registry.role_weights().len(),
+            },
+        }
+    }
+
+    /// Whether it leads its term.
+    pub fn is_leader(&self) -> bool {
+        self.standing == Standing::Leader
+    }
+}
+
+/// Why a master stopped or could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum MasterError {
+    /// The data directory could not be created.
+    #[error("cannot create the data directory {}: {error}", path.display())]
+    DataDirectory {
+        /// The directory.
+        path: PathBuf,
+        /// What the operating system said.
+        error: io::Error,
+    },
+    /// The driver stopped: storage failed (fatal, never retried).
+    #[error(transparent)]
+    Driver(#[from] DriverError),
+}
+
+/// A master whose durable state is loaded and whose machine has booted, ready to
+/// [`run`](MasterNode::run).
+#[derive(Debug)]
+pub struct MasterNode {
+    driver: Driver<Master, MasterStatus>,
+    status: watch::Receiver<MasterStatus>,
+    network: NetworkConfig,
+    data_dir: PathBuf,
+}
+
+impl MasterNode {
+    /// Creates the data directory if needed, recovers the durable state from it and boots
+    /// the machine. Does no network I/O.
+    pub fn open(config: MasterNodeConfig) -> Result<MasterNode, MasterError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|error| MasterError::DataDirectory {
+            path: config.data_dir.clone(),
+            error,
+        })?;
+        let (driver, status) = Driver::open(
+            &config.data_dir,
+            &config.master,
+            MasterStatus::of,
+            config.driver,
+        )?;
+        let network = NetworkConfig {
+            address: own_address(&config.master),
+            cluster: config.cluster,
+            secret: config.secret,
+        };
+        Ok(MasterNode {
+            driver,
+            status,
+            network,
+            data_dir: config.data_dir,
+        })
+    }
+
+    /// A receiver of the master's status, updated after every step while it runs; it keeps
+    /// the last status once the master stops.
+    pub fn status(&self) -> watch::Receiver<MasterStatus> {
+        self.status.clone()
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Accepts peers on `listener` and runs the machine until `shutdown` completes (`Ok`)
+    /// or storage fails (`Err`: stop the process, never retry).
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), MasterError> {
+        let status = self.status.borrow().clone();
+        let span = tracing::info_span!("master", id = %status.id);
+        async move {
+            tracing::info!(
+                address = %status.address,
+                listening = %display_local_address(&listener),
+                data_dir = %self.data_dir.display(),
+                term = status.term.0,
+                "master starting"
+            );
+            let (network, inbox) = Network::new(self.network);
+            let (stop_accepting, accepting_stopped) = oneshot::channel::<()>();
+            let driving = async {
+                let events: Option<mpsc::Receiver<Infallible>> = None;
+                let result = self
+                    .driver
+                    .run(&network, inbox, events, no_actions, shutdown)
+                    .await;
+                let _ = stop_accepting.send(());
+                result
+            };
+            let accepting = network.run(listener, async {
+                let _ = accepting_stopped.await;
+            });
+            let (result, ()) = tokio::join!(driving, accepting);
+            tracing::info!("master stopped");
+            result.map_err(MasterError::from)
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+/// Opens the master's data directory, boots it and runs it on `listener` until `shutdown`.
+/// See [`MasterNode`] to watch its status while it runs.
+pub async fn run_master(
+    config: MasterNodeConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), MasterError> {
+    MasterNode::open(config)?.run(listener, shutdown).await
+}
+
+/// The master's own entry in its membership list.
+fn own_address(config: &MasterConfig) -> Address {
+    config
+        .members()
+        .get(&config.id())
+        .cloned()
+        .expect("MasterConfig::new checks that a master is in its membership list")
+}
+
+fn display_local_address(listener: &TcpListener) -> String {
+    listener.local_addr().map_or_else(
+        |error| format!("unknown ({error})"),
+        |address| address.to_string(),
+    )
+}

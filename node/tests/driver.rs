@@ -1,0 +1,463 @@
+//! The driver honours the calling contract: persist is a barrier (a send queued after a
+//! persist reaches the network only after the sync returned), consecutive persists share one
+//! sync, a storage failure stops the driver before any later command, replaced and cancelled
+//! timers never fire, and the store is compacted and recovers.
+
+use std::convert::Infallible;
+use std::ffi::OsString;
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use berth_node::driver::{Driver, DriverConfig, DriverError, MessageSink, no_actions};
+use berth_node::storage::{
+    Fault, FaultTiming, FaultyFileSystem, FileSystem, Operation, RealFileSystem, StorageError,
+    Store,
+};
+use berth_protocol::ids::Term;
+use berth_protocol::message::{Message, Ping};
+use berth_protocol::{Address, DurationRange, Machine, Outbox};
+use tokio::sync::{mpsc, oneshot};
+
+/// Long enough for anything here; a test that waits this long has failed.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A fresh directory under the system's temporary directory, removed when dropped.
+struct TestDirectory {
+    path: PathBuf,
+}
+
+impl TestDirectory {
+    fn new(name: &str) -> TestDirectory {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "berth-driver-{name}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).expect("create a test directory");
+        TestDirectory { path }
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TestDirectory {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+fn address(text: &str) -> Address {
+    Address::new(text).expect("a valid address")
+}
+
+fn ping(sequence: u64) -> Message {
+    Message::Ping(Ping {
+        term: Term(1),
+        sequence,
+    })
+}
+
+/// What happened, in order, across the file system and the network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Event {
+    SyncStarted,
+    SyncReturned,
+    Sent(u64),
+}
+
+#[derive(Clone, Debug, Default)]
+struct Events(Arc<Mutex<Vec<Event>>>);
+
+impl Events {
+    fn push(&self, event: Event) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(event);
+    }
+
+    fn snapshot(&self) -> Vec<Event> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    async fn wait_for(&self, event: Event) {
+        let waited = tokio::time::timeout(PATIENCE, async {
+            while !self.snapshot().contains(&event) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        assert!(
+            waited.is_ok(),
+            "no {event:?} within {PATIENCE:?}: {:?}",
+            self.snapshot()
+        );
+    }
+}
+
+/// A network that records what it is handed.
+struct RecordingSink(Events);
+
+impl MessageSink for RecordingSink {
+    fn send(&self, _to: &Address, message: Message) {
+        if let Message::Ping(ping) = message {
+            self.0.push(Event::Sent(ping.sequence));
+        }
+    }
+}
+
+/// The real file system, except that once armed, each file sync records its start, waits
+/// for the test to release it, syncs, and records its return.
+#[derive(Debug)]
+struct GatedFileSystem {
+    events: Events,
+    armed: AtomicBool,
+    release: Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl FileSystem for GatedFileSystem {
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        RealFileSystem.read(path)
+    }
+    fn create(&self, path: &Path) -> io::Result<File> {
+        RealFileSystem.create(path)
+    }
+    fn open_append(&self, path: &Path) -> io::Result<File> {
+        RealFileSystem.open_append(path)
+    }
+    fn write(&self, file: &mut File, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        RealFileSystem.write(file, path, bytes)
+    }
+    fn sync_file(&self, file: &File, path: &Path) -> io::Result<()> {
+        if !self.armed.load(Ordering::SeqCst) {
+            return RealFileSystem.sync_file(file, path);
+        }
+        self.events.push(Event::SyncStarted);
+        let released = self
+            .release
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .recv_timeout(PATIENCE);
+        assert!(released.is_ok(), "the test never released the sync");
+        let synced = RealFileSystem.sync_file(file, path);
+        self.events.push(Event::SyncReturned);
+        synced
+    }
+    fn set_length(&self, file: &File, path: &Path, length: u64) -> io::Result<()> {
+        RealFileSystem.set_length(file, path, length)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        RealFileSystem.rename(from, to)
+    }
+    fn sync_directory(&self, directory: &Path) -> io::Result<()> {
+        RealFileSystem.sync_directory(directory)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        RealFileSystem.remove_file(path)
+    }
+    fn list_directory(&self, directory: &Path) -> io::Result<Vec<OsString>> {
+        RealFileSystem.list_directory(directory)
+    }
+}
+
+/// A machine that, for each ping it receives, persists the ping's number (and, for an even
+/// number, the next one too) and then sends the ping on: the send promises the persist.
+/// Its durable state is the highest number persisted. Its timers send a marker ping when
+/// they fire (see [`TimerTest`]).
+#[derive(Debug)]
+struct Relay {
+    peer: Address,
+    highest: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum TimerTest {
+    /// Set at boot for 150 ms, cancelled when `Canceller` fires: must never fire.
+    Cancelled,
+    /// Set at boot for 150 ms, replaced with 1 h when `Canceller` fires: must never fire.
+    Replaced,
+    /// Set at boot for 20 ms.
+    Canceller,
+}
+
+const MARKER_CANCELLED: u64 = 1_000_001;
+const MARKER_REPLACED: u64 = 1_000_002;
+const MARKER_CANCELLER: u64 = 1_000_003;
+
+impl Machine for Relay {
+    type Config = (Address, bool);
+    type Timer = TimerTest;
+    type Record = u64;
+    type Durable = u64;
+    type Event = Infallible;
+    type Action = Infallible;
+    type BootError = Infallible;
+
+    fn boot(
+        (peer, timers): &(Address, bool),
+        highest: &u64,
+        out: &mut Outbox<Self>,
+    ) -> Result<Self, Infallible> {
+        if *timers {
+            let soon = DurationRange::fixed(Duration::from_millis(150));
+            out.set_timer(TimerTest::Cancelled, soon);
+            out.set_timer(TimerTest::Replaced, soon);
+            out.set_timer(
+                TimerTest::Canceller,
+                DurationRange::between(Duration::from_millis(10), Duration::from_millis(30)),
+            );
+        }
+        Ok(Relay {
+            peer: peer.clone(),
+            highest: *highest,
+        })
+    }
+
+    fn apply(highest: &mut u64, record: &u64) {
+        *highest = (*highest).max(*record);
+    }
+
+    fn handle_message(&mut self, _from: &Address, message: Message, out: &mut Outbox<Self>) {
+        let Message::Ping(ping) = message else { return };
+        out.persist(ping.sequence);
+        if ping.sequence % 2 == 0 {
+            out.persist(ping.sequence + 1);
+        }
+        self.highest = self.highest.max(ping.sequence + 1);
+        out.send(self.peer.clone(), message);
+    }
+
+    fn handle_timer(&mut self, timer: TimerTest, out: &mut Outbox<Self>) {
+        let marker = match timer {
+            TimerTest::Cancelled => MARKER_CANCELLED,
+            TimerTest::Replaced => MARKER_REPLACED,
+            TimerTest::Canceller => {
+                out.cancel_timer(TimerTest::Cancelled);
+                out.set_timer(
+                    TimerTest::Replaced,
+                    DurationRange::fixed(Duration::from_secs(3600)),
+                );
+                MARKER_CANCELLER
+            }
+        };
+        out.send(self.peer.clone(), ping(marker));
+    }
+}
+
+fn highest(relay: &Relay) -> u64 {
+    relay.highest
+}
+
+/// A running driver of a [`Relay`].
+struct Running {
+    inbox: mpsc::Sender<(Address, Message)>,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), DriverError>>,
+}
+
+impl Running {
+    fn start(store: Store<u64, u64>, durable: u64, timers: bool, events: &Events) -> Running {
+        Running::start_with(store, durable, timers, events, DriverConfig::default())
+    }
+
+    fn start_with(
+        store: Store<u64, u64>,
+        durable: u64,
+        timers: bool,
+        events: &Events,
+        config: DriverConfig,
+    ) -> Running {
+        let config_of_relay = (address("127.0.0.1:1"), timers);
+        let (driver, _status) =
+            Driver::boot(store, durable, &config_of_relay, highest, config).expect("boots");
+        let (inbox, inbox_receiver) = mpsc::channel(16);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let sink = RecordingSink(events.clone());
+        let task = tokio::spawn(async move {
+            driver
+                .run(&sink, inbox_receiver, None, no_actions, async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Running { inbox, stop, task }
+    }
+
+    async fn deliver(&self, message: Message) {
+        self.inbox
+            .send((address("127.0.0.1:2"), message))
+            .await
+            .expect("the driver runs");
+    }
+
+    async fn stop(self) -> Result<(), DriverError> {
+        let _ = self.stop.send(());
+        tokio::time::timeout(PATIENCE, self.task)
+            .await
+            .expect("the driver stops")
+            .expect("the driver does not panic")
+    }
+}
+
+fn open(directory: &Path, file_system: Arc<dyn FileSystem>) -> (Store<u64, u64>, u64) {
+    Store::open_with(file_system, directory, Relay::apply).expect("the store opens")
+}
+
+/// The calling contract, rule 3: no command after a persist is executed before the record
+/// is durable. The sync is held open; the send queued after the persist must wait for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_after_a_persist_waits_for_the_sync() {
+    let directory = TestDirectory::new("barrier");
+    let events = Events::default();
+    let (release, released) = std::sync::mpsc::channel();
+    let file_system = Arc::new(GatedFileSystem {
+        events: events.clone(),
+        armed: AtomicBool::new(false),
+        release: Mutex::new(released),
+    });
+    let (store, durable) = open(directory.path(), file_system.clone());
+    file_system.armed.store(true, Ordering::SeqCst);
+    let running = Running::start(store, durable, false, &events);
+
+    running.deliver(ping(7)).await;
+    events.wait_for(Event::SyncStarted).await;
+    // The sync is in progress and held: give the driver every chance to run ahead.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        events.snapshot(),
+        [Event::SyncStarted],
+        "nothing is sent while the record is not yet durable"
+    );
+
+    release.send(()).expect("the sync waits");
+    events.wait_for(Event::Sent(7)).await;
+    assert_eq!(
+        events.snapshot(),
+        [Event::SyncStarted, Event::SyncReturned, Event::Sent(7)]
+    );
+    running.stop().await.expect("a clean stop");
+    let (_, durable) = open(directory.path(), Arc::new(RealFileSystem));
+    assert_eq!(durable, 7, "the record survives");
+}
+
+/// Consecutive persists may share one sync: two records, one sync, then the send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consecutive_persists_share_one_sync() {
+    let directory = TestDirectory::new("coalesce");
+    let events = Events::default();
+    let (release, released) = std::sync::mpsc::channel();
+    let file_system = Arc::new(GatedFileSystem {
+        events: events.clone(),
+        armed: AtomicBool::new(false),
+        release: Mutex::new(released),
+    });
+    let (store, durable) = open(directory.path(), file_system.clone());
+    file_system.armed.store(true, Ordering::SeqCst);
+    let running = Running::start(store, durable, false, &events);
+
+    release.send(()).expect("the sync will wait");
+    running.deliver(ping(4)).await; // Persists 4 and 5, then sends.
+    events.wait_for(Event::Sent(4)).await;
+    assert_eq!(
+        events.snapshot(),
+        [Event::SyncStarted, Event::SyncReturned, Event::Sent(4)]
+    );
+    running.stop().await.expect("a clean stop");
+    let (_, durable) = open(directory.path(), Arc::new(RealFileSystem));
+    assert_eq!(durable, 5, "both records are durable");
+}
+
+/// A failed fsync stops the driver with the file's name, and the send that depended on it
+/// is never executed (and the sync is never retried).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_sync_stops_the_driver_before_the_send() {
+    let directory = TestDirectory::new("failed-sync");
+    let events = Events::default();
+    let file_system = Arc::new(FaultyFileSystem::new());
+    let (store, durable) = open(directory.path(), file_system.clone());
+    file_system.arm(Fault {
+        operation: Some(Operation::SyncFile),
+        skip: 0,
+        timing: FaultTiming::Before,
+        kind: io::ErrorKind::Other,
+    });
+    let running = Running::start(store, durable, false, &events);
+    running.deliver(ping(9)).await;
+    let result = tokio::time::timeout(PATIENCE, running.task)
+        .await
+        .expect("the driver stops by itself")
+        .expect("the driver does not panic");
+    let error = result.expect_err("a failed sync is fatal");
+    assert!(
+        matches!(
+            &error,
+            DriverError::Storage(StorageError::Io {
+                operation: Operation::SyncFile,
+                ..
+            })
+        ),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains("log-00000000000000000000"),
+        "the error names the file: {error}"
+    );
+    assert!(file_system.fired());
+    assert_eq!(
+        events.snapshot(),
+        [],
+        "nothing after the failed persist ran"
+    );
+}
+
+/// Setting a timer replaces the earlier setting and cancelling it removes it: neither the
+/// cancelled nor the replaced setting ever fires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaced_and_cancelled_timers_never_fire() {
+    let directory = TestDirectory::new("timers");
+    let events = Events::default();
+    let (store, durable) = open(directory.path(), Arc::new(RealFileSystem));
+    let running = Running::start(store, durable, true, &events);
+    events.wait_for(Event::Sent(MARKER_CANCELLER)).await;
+    // Well past the 150 ms the two doomed settings had.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    running.stop().await.expect("a clean stop");
+    assert_eq!(events.snapshot(), [Event::Sent(MARKER_CANCELLER)]);
+}
+
+/// Past the threshold, the driver compacts the store into a snapshot of its folded copy of
+/// the durable state, and the store recovers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_is_compacted_and_recovers() {
+    let directory = TestDirectory::new("compaction");
+    let events = Events::default();
+    let (store, durable) = open(directory.path(), Arc::new(RealFileSystem));
+    assert_eq!(store.generation(), 0);
+    let config = DriverConfig {
+        compaction_records: 3,
+    };
+    let running = Running::start_with(store, durable, false, &events, config);
+    for sequence in [1, 3, 5, 7, 9] {
+        running.deliver(ping(sequence)).await;
+    }
+    events.wait_for(Event::Sent(9)).await;
+    running.stop().await.expect("a clean stop");
+    let (store, durable) = open(directory.path(), Arc::new(RealFileSystem));
+    assert_eq!(durable, 9);
+    assert_eq!(
+        store.generation(),
+        1,
+        "compacted once, after the fourth record"
+    );
+}
