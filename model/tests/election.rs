@@ -120,3 +120,73 @@ fn e2_catches_a_vote_for_a_candidate_with_a_stale_log() {
     let found = violations(seeded(Mutation::VoteWithoutLogCheck, false), 10);
     assert!(found.contains(&"E2 leader completeness"), "{found:?}");
 }
+
+/// Why loss is off by default: on a duplicating network it reaches no actor state (nor model
+/// history) that duplication and reordering do not already reach. Checked here on a small
+/// configuration by collecting, both ways, every reachable (actors, crashed, history) triple.
+#[test]
+fn loss_reaches_no_actor_state_that_a_duplicating_network_does_not() {
+    use std::collections::HashSet;
+    use std::sync::{Arc, Mutex};
+
+    let reachable = |lossy: bool| {
+        let seen = Arc::new(Mutex::new(HashSet::new()));
+        let sink = Arc::clone(&seen);
+        let config = ElectionConfig { terms_max: 1, entries: 0, lossy, ..ElectionConfig::default() };
+        election_model(config)
+            .checker()
+            .threads(1)
+            .target_max_depth(9)
+            .visitor(move |path: stateright::Path<_, _>| {
+                let state: &berth_model::election::ElectionState = path.last_state();
+                let projection = (
+                    state.actor_states.clone(),
+                    state.crashed.clone(),
+                    state.history.clone(),
+                );
+                sink.lock().expect("not poisoned").insert(projection);
+            })
+            .spawn_bfs()
+            .join();
+        Arc::try_unwrap(seen).expect("the checker is done").into_inner().expect("not poisoned")
+    };
+    let lossless = reachable(false);
+    let lossy = reachable(true);
+    assert!(lossless.len() > 500, "a meaningful space: {}", lossless.len());
+    println!("{} actor states without loss, {} with", lossless.len(), lossy.len());
+    // Depth counts steps, and a drop is a step: every lossy state's actors are reachable
+    // without loss in no more steps, so the lossy set is contained in the lossless one.
+    assert!(lossy.is_subset(&lossless), "loss reached an actor state duplication did not");
+    assert_eq!(lossy.len(), lossless.len(), "and it reaches every one of them");
+}
+
+/// Checks `config` breadth-first to `depth` until `property` is violated.
+fn finds(config: ElectionConfig, depth: usize, property: &'static str) -> bool {
+    let checker = election_model(config)
+        .checker()
+        .threads(2)
+        .target_max_depth(depth)
+        .finish_when(HasDiscoveries::AllOf([property].into_iter().collect()))
+        .spawn_bfs()
+        .join();
+    checker.discovery(property).is_some()
+}
+
+/// About 3 million states: run with `cargo test --release -p berth-model -- --ignored`.
+#[test]
+#[ignore = "a longer run (about 3 million states); see the README's model-checking section"]
+fn e2_log_matching_catches_an_append_without_the_previous_entry_check() {
+    let config = ElectionConfig {
+        entries: 1,
+        terms_max: 3,
+        ..seeded(Mutation::AppendWithoutPreviousCheck, false)
+    };
+    assert!(finds(config, 11, "E2 log matching"));
+}
+
+#[test]
+#[ignore = "a longer run; see the README's model-checking section"]
+fn e2_committed_entries_catch_a_vote_for_a_candidate_with_a_stale_log() {
+    let config = seeded(Mutation::VoteWithoutLogCheck, false);
+    assert!(finds(config, 12, "E2 committed entries never change"));
+}
