@@ -133,7 +133,12 @@ fn loss_reaches_no_actor_state_that_a_duplicating_network_does_not() {
     let reachable = |lossy: bool| {
         let seen = Arc::new(Mutex::new(HashSet::new()));
         let sink = Arc::clone(&seen);
-        let config = ElectionConfig { terms_max: 1, entries: 0, lossy, ..ElectionConfig::default() };
+        let config = ElectionConfig {
+            terms_max: 1,
+            entries: 0,
+            lossy,
+            ..ElectionConfig::default()
+        };
         election_model(config)
             .checker()
             .threads(1)
@@ -149,16 +154,34 @@ fn loss_reaches_no_actor_state_that_a_duplicating_network_does_not() {
             })
             .spawn_bfs()
             .join();
-        Arc::try_unwrap(seen).expect("the checker is done").into_inner().expect("not poisoned")
+        Arc::try_unwrap(seen)
+            .expect("the checker is done")
+            .into_inner()
+            .expect("not poisoned")
     };
     let lossless = reachable(false);
     let lossy = reachable(true);
-    assert!(lossless.len() > 500, "a meaningful space: {}", lossless.len());
-    println!("{} actor states without loss, {} with", lossless.len(), lossy.len());
+    assert!(
+        lossless.len() > 500,
+        "a meaningful space: {}",
+        lossless.len()
+    );
+    println!(
+        "{} actor states without loss, {} with",
+        lossless.len(),
+        lossy.len()
+    );
     // Depth counts steps, and a drop is a step: every lossy state's actors are reachable
     // without loss in no more steps, so the lossy set is contained in the lossless one.
-    assert!(lossy.is_subset(&lossless), "loss reached an actor state duplication did not");
-    assert_eq!(lossy.len(), lossless.len(), "and it reaches every one of them");
+    assert!(
+        lossy.is_subset(&lossless),
+        "loss reached an actor state duplication did not"
+    );
+    assert_eq!(
+        lossy.len(),
+        lossless.len(),
+        "and it reaches every one of them"
+    );
 }
 
 /// Checks `config` breadth-first to `depth` until `property` is violated.

@@ -155,7 +155,6 @@ mod tests {
     use super::*;
     use crate::registry::{Registry, RegistryEntry};
 
-
     fn entry(term: u64) -> LogEntry {
         LogEntry {
             term: Term(term),
