@@ -1,4 +1,4 @@
-//! One full allocation cycle on clusters of 1,000 to 50,000 agents and 100 or 1,000
+//! One full allocation cycle on clusters of 1,000 to 50,000 agents and 100 to 2,000
 //! frameworks in 10 roles, with static and dynamic reservations, persistent volumes, partly
 //! used agents and decline filters. Run with `cargo bench -p berth-protocol --bench allocator`;
 //! BENCHMARKS.md records the figures.
@@ -29,9 +29,17 @@ use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_ma
 const ROLES: u64 = 10;
 /// Decline filters installed per framework.
 const FILTERS_PER_FRAMEWORK: u64 = 5;
-/// The agent counts and framework counts measured.
-const AGENT_COUNTS: [u64; 3] = [1_000, 10_000, 50_000];
-const FRAMEWORK_COUNTS: [u64; 2] = [100, 1_000];
+/// The (agents, frameworks) configurations measured: 1,000, 10,000 and 50,000 agents with
+/// 100 and 1,000 frameworks, and 20,000 × 2,000, the larger configuration Mesos reported.
+const CONFIGURATIONS: [(u64, u64); 7] = [
+    (1_000, 100),
+    (1_000, 1_000),
+    (10_000, 100),
+    (10_000, 1_000),
+    (20_000, 2_000),
+    (50_000, 100),
+    (50_000, 1_000),
+];
 
 /// A cluster, owned; [`Owned::with_cluster`] lends it as the allocator's view.
 struct Owned {
@@ -238,28 +246,26 @@ fn allocation_cycle(criterion: &mut Criterion<ThreadTime>) {
     group.sample_size(10);
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(4));
-    for agent_count in AGENT_COUNTS {
-        for framework_count in FRAMEWORK_COUNTS {
-            let owned = Owned::new(agent_count, framework_count);
-            owned.with_cluster(|cluster| {
-                let offers = allocate(cluster);
-                assert_eq!(check_offers(cluster, &offers), Ok(()), "R1–R3 hold");
-                let name = format!("{agent_count} agents x {framework_count} frameworks");
-                group.bench_with_input(
-                    BenchmarkId::from_parameter(name),
-                    cluster,
-                    |bench, cluster| {
-                        // The master keeps the offers it makes: dropping them is not part of
-                        // a cycle.
-                        bench.iter_batched(
-                            || (),
-                            |()| allocate(black_box(cluster)),
-                            BatchSize::PerIteration,
-                        );
-                    },
-                );
-            });
-        }
+    for (agent_count, framework_count) in CONFIGURATIONS {
+        let owned = Owned::new(agent_count, framework_count);
+        owned.with_cluster(|cluster| {
+            let offers = allocate(cluster);
+            assert_eq!(check_offers(cluster, &offers), Ok(()), "R1–R3 hold");
+            let name = format!("{agent_count} agents x {framework_count} frameworks");
+            group.bench_with_input(
+                BenchmarkId::from_parameter(name),
+                cluster,
+                |bench, cluster| {
+                    // The master keeps the offers it makes: dropping them is not part of
+                    // a cycle.
+                    bench.iter_batched(
+                        || (),
+                        |()| allocate(black_box(cluster)),
+                        BatchSize::PerIteration,
+                    );
+                },
+            );
+        });
     }
     group.finish();
 }
