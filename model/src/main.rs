@@ -121,27 +121,21 @@ struct Bounds {
 enum MutationFlag {
     /// Votes are sent without being persisted (E1 breaks after a crash).
     VoteNotPersisted,
-    /// Vote requests of a lower term are granted (E1).
-    VoteWithoutTermCheck,
     /// A second candidate of the same term gets a vote too (E1).
     VoteTwicePerTerm,
     /// Votes are granted whatever the candidate's log (E2).
     VoteWithoutLogCheck,
     /// Followers append without checking the entry before (E2, log matching).
     AppendWithoutPreviousCheck,
-    /// Older terms' entries are committed by counting replicas (E2, Raft figure 8).
-    CommitByCountingOlderTerms,
 }
 
 impl From<MutationFlag> for Mutation {
     fn from(flag: MutationFlag) -> Mutation {
         match flag {
             MutationFlag::VoteNotPersisted => Mutation::VoteNotPersisted,
-            MutationFlag::VoteWithoutTermCheck => Mutation::VoteWithoutTermCheck,
             MutationFlag::VoteTwicePerTerm => Mutation::VoteTwicePerTerm,
             MutationFlag::VoteWithoutLogCheck => Mutation::VoteWithoutLogCheck,
             MutationFlag::AppendWithoutPreviousCheck => Mutation::AppendWithoutPreviousCheck,
-            MutationFlag::CommitByCountingOlderTerms => Mutation::CommitByCountingOlderTerms,
         }
     }
 }

@@ -157,6 +157,20 @@ assigned_id!(
     OfferId
 );
 
+/// A status update's number on its agent: the agent counts its updates from 0 and persists
+/// the counter with each update, so an id is never reused, even across restarts, and a
+/// duplicate is recognised by its id alone.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct UpdateId(pub u64);
+
+impl fmt::Display for UpdateId {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "{}", self.0)
+    }
+}
+
 macro_rules! named_id {
     ($(#[$doc:meta])* $type:ident) => {
         $(#[$doc])*
@@ -208,6 +222,11 @@ named_id!(
 named_id!(
     /// A persistent volume, named by the framework that creates it.
     VolumeId
+);
+named_id!(
+    /// A host's boot: changes when the machine reboots (Linux: `/proc/sys/kernel/random/boot_id`).
+    /// An agent that finds a new boot id knows its executors died with the host.
+    BootId
 );
 named_id!(
     /// A role: the unit that reservations, volumes, weights and fair shares belong to.

@@ -120,6 +120,7 @@
 //! * [`resources`]: fixed-point resources, reservations, volumes and the resource-string parser.
 //! * [`task`]: task states and reasons.
 //! * [`message`]: the one wire enum; [`frame`]: its versioned, length-prefixed framing.
+//! * [`agent`]: the agent: registration, fencing, reliable status updates and recovery.
 //! * [`master`]: the master: election and the replicated [`registry`] (Raft with pre-vote and
 //!   check-quorum).
 //! * [`note`]: what machines tell the operator's log.
@@ -137,6 +138,7 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+pub mod agent;
 pub mod allocator;
 pub mod bounded;
 pub mod frame;

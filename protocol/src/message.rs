@@ -1,23 +1,29 @@
 //! Everything that crosses the wire: one [`Message`] enum for every role.
 //!
 //! Messages are `Ord` and `Hash` so the model checker can keep them in its network. Each
-//! variant is a typed payload; bounded collections ([`BoundedVec`](crate::bounded::BoundedVec),
+//! variant is a typed payload; bounded collections ([`BoundedVec`],
 //! [`Name`](crate::bounded::Name)) keep a peer from making a decoder allocate without limit.
 //! Messages travel in [frames](crate::frame) that carry the protocol version.
+
+use alloc::boxed::Box;
 
 use serde::{Deserialize, Serialize};
 
 use crate::Address;
 use crate::allocator::Weight;
 use crate::bounded::BoundedVec;
-use crate::ids::{Role, Term};
-use crate::registry::{LogIndex, Registry, RegistryEntry};
+use crate::ids::{AgentId, BootId, ExecutorId, FrameworkId, Role, TaskId, Term, UpdateId};
+use crate::registry::{AgentInfo, LogIndex, Registry, RegistryEntry};
+use crate::resources::Resources;
+use crate::task::{TaskState, TaskStatusReason};
 
 /// The most log entries one [`AppendEntries`] carries.
 pub const APPEND_ENTRIES_MAX: usize = 64;
+/// The most tasks one agent holds, and so reports when it re-registers.
+pub const AGENT_TASKS_MAX: usize = 4096;
 
 /// Every message of the protocol. It grows with the protocol's roles; each variant documents
-/// who sends it to whom.
+/// who sends it to whom. Large payloads are boxed, so that a message stays small to move.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Message {
     /// A liveness probe. The leader pings each agent; a peer answers with [`Message::Pong`]
@@ -37,6 +43,29 @@ pub enum Message {
     SetRoleWeight(SetRoleWeight),
     /// The leader to whoever made a request: the request's change is committed.
     Committed(Committed),
+    /// A new agent (no id yet) to the leader: admit me. Non-leaders answer with
+    /// [`Message::LeaderHint`]; the leader answers [`Message::AgentRegistered`] once the
+    /// admission is committed to the registry.
+    RegisterAgent(Box<RegisterAgent>),
+    /// An agent with an id to the leader, after a leader change, a lost connection or its own
+    /// restart: here is everything I hold. Answered with [`Message::AgentReregistered`], or
+    /// [`Message::ShutdownAgent`] if the agent was marked gone.
+    ReregisterAgent(Box<ReregisterAgent>),
+    /// The leader to a new agent: you are admitted under this id.
+    AgentRegistered(AgentRegistered),
+    /// The leader to a re-registering agent: you are known (again) under your id.
+    AgentReregistered(AgentRegistered),
+    /// The leader to an agent marked gone: shut down every task and register anew.
+    ShutdownAgent(ShutdownAgent),
+    /// A new leader to every agent in its registry: re-register with me.
+    LeaderChanged(LeaderChanged),
+    /// The leader to an agent: run a task in an executor, once a framework's launch is
+    /// accepted.
+    RunTask(Box<RunTask>),
+    /// An agent to the leader: a task changed state. Retried until acknowledged.
+    StatusUpdate(StatusUpdate),
+    /// The leader to an agent: this status update was received; send the task's next one.
+    StatusAcknowledgement(StatusAcknowledgement),
 }
 
 /// The messages of the masters' election and replicated log (Raft, with pre-vote and
@@ -194,4 +223,122 @@ pub struct Pong {
     pub term: Term,
     /// The sequence number of the ping answered.
     pub sequence: u64,
+}
+
+/// A new agent's request to be admitted.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RegisterAgent {
+    /// Where the agent listens.
+    pub address: Address,
+    /// Its host name and total resources.
+    pub info: AgentInfo,
+    /// Its host's boot.
+    pub boot_id: BootId,
+    /// The highest term the agent has seen; a master of a lower term cannot admit it.
+    pub highest_term: Term,
+}
+
+/// An agent's re-registration: its id and everything it holds.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ReregisterAgent {
+    /// The agent's id.
+    pub agent: AgentId,
+    /// Where it listens now.
+    pub address: Address,
+    /// Its host name and total resources.
+    pub info: AgentInfo,
+    /// Its host's boot.
+    pub boot_id: BootId,
+    /// The highest term it has seen.
+    pub highest_term: Term,
+    /// Every task it holds, with its latest state.
+    pub tasks: BoundedVec<TaskReport, AGENT_TASKS_MAX>,
+    /// The oldest unacknowledged update of each task (at most one per task is in flight).
+    pub unacknowledged: BoundedVec<StatusUpdate, AGENT_TASKS_MAX>,
+}
+
+/// One task an agent holds, as it reports it when re-registering.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TaskReport {
+    /// The task's framework.
+    pub framework: FrameworkId,
+    /// The executor running it.
+    pub executor: ExecutorId,
+    /// The task.
+    pub task: TaskId,
+    /// Its latest state on the agent (which may not have reached the master yet).
+    pub state: TaskState,
+    /// The update that reported `state`, while it is unacknowledged. An update the master
+    /// receives later with this id or a lower one is older than `state`.
+    pub latest_update: Option<UpdateId>,
+}
+
+/// The leader's answer to a (re-)registration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct AgentRegistered {
+    /// The leader's term (E3).
+    pub term: Term,
+    /// The agent's id.
+    pub agent: AgentId,
+}
+
+/// The leader tells an agent marked gone to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ShutdownAgent {
+    /// The leader's term (E3).
+    pub term: Term,
+    /// The agent marked gone.
+    pub agent: AgentId,
+}
+
+/// A new leader's call to re-register.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct LeaderChanged {
+    /// The new leader's term (E3).
+    pub term: Term,
+}
+
+/// The leader asks an agent to run a task.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RunTask {
+    /// The leader's term (E3).
+    pub term: Term,
+    /// The task's framework.
+    pub framework: FrameworkId,
+    /// The executor to run it in (started if it is not running).
+    pub executor: ExecutorId,
+    /// The task.
+    pub task: TaskId,
+    /// What it uses of the agent's resources.
+    pub resources: Resources,
+}
+
+/// A task's new state, from its agent.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct StatusUpdate {
+    /// The agent the task runs on.
+    pub agent: AgentId,
+    /// The task's framework.
+    pub framework: FrameworkId,
+    /// The task.
+    pub task: TaskId,
+    /// Its new state.
+    pub state: TaskState,
+    /// Why, when the state alone does not say.
+    pub reason: Option<TaskStatusReason>,
+    /// The update's number on its agent; a resent update keeps it.
+    pub update: UpdateId,
+}
+
+/// The acknowledgement of a status update.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct StatusAcknowledgement {
+    /// The leader's term (E3).
+    pub term: Term,
+    /// The task's framework.
+    pub framework: FrameworkId,
+    /// The task.
+    pub task: TaskId,
+    /// The update acknowledged.
+    pub update: UpdateId,
 }

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::Address;
-use crate::ids::{MasterId, Term};
+use crate::ids::{AgentId, MasterId, Term};
 use crate::registry::LogIndex;
 
 /// Something worth a line in the operator's log.
@@ -56,6 +56,42 @@ pub enum Note {
     Overloaded {
         /// Who asked.
         peer: Address,
+    },
+    /// The leader admitted a new agent (its admission is committed).
+    AgentAdmitted {
+        /// The agent's id.
+        agent: AgentId,
+        /// Where it listens.
+        address: Address,
+    },
+    /// The leader stopped hearing from an agent and marks it unreachable.
+    AgentUnreachable {
+        /// The agent.
+        agent: AgentId,
+    },
+    /// This agent is registered with the leader of `term`.
+    RegisteredWithLeader {
+        /// The agent's id.
+        agent: AgentId,
+        /// The leader.
+        leader: Address,
+        /// The leader's term.
+        term: Term,
+    },
+    /// This agent stopped hearing from its leader and looks for the leader again.
+    LeaderSilent {
+        /// The leader it last knew.
+        leader: Address,
+    },
+    /// This agent ignored a command from a lower term than the highest it has seen (E3): the
+    /// sender is a deposed leader.
+    StaleTerm {
+        /// The sender.
+        peer: Address,
+        /// The command's term.
+        term: Term,
+        /// The highest term the agent has seen.
+        highest: Term,
     },
 }
 

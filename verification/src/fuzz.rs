@@ -6,9 +6,19 @@
 //! and so is an accepted message that does not survive its own re-encoding. (Accepted bytes
 //! need not be canonical: postcard reads overlong varints, see the frame module's docs.)
 
+use berth_protocol::Address;
+use berth_protocol::bounded::{BoundedVec, Name};
 use berth_protocol::frame::{FrameError, decode_frame, encode_frame};
-use berth_protocol::ids::Term;
-use berth_protocol::message::{Message, Ping, Pong};
+use berth_protocol::ids::{
+    AgentId, AssignedId, BootId, ExecutorId, FrameworkId, TaskId, Term, UpdateId,
+};
+use berth_protocol::message::{
+    AgentRegistered, LeaderChanged, Message, Ping, Pong, RegisterAgent, ReregisterAgent, RunTask,
+    ShutdownAgent, StatusAcknowledgement, StatusUpdate, TaskReport,
+};
+use berth_protocol::registry::AgentInfo;
+use berth_protocol::resources::Resources;
+use berth_protocol::task::{TaskState, TaskStatusReason};
 
 use crate::SplitMix64;
 
@@ -34,7 +44,95 @@ fn seed_messages(random: &mut SplitMix64) -> Vec<Message> {
             term: Term(random.below(10)),
             sequence: random.below(1000),
         }),
+        Message::RegisterAgent(Box::new(RegisterAgent {
+            address: address(),
+            info: agent_info(),
+            boot_id: BootId::new("4f2a-boot").expect("valid"),
+            highest_term: Term(random.below(10)),
+        })),
+        Message::ReregisterAgent(Box::new(ReregisterAgent {
+            agent: agent_id(random),
+            address: address(),
+            info: agent_info(),
+            boot_id: BootId::new("4f2a-boot").expect("valid"),
+            highest_term: Term(random.below(10)),
+            tasks: BoundedVec::from_vec(vec![TaskReport {
+                framework: framework_id(random),
+                executor: ExecutorId::new("executor-1").expect("valid"),
+                task: TaskId::new("task-1").expect("valid"),
+                state: TaskState::Running,
+                latest_update: Some(UpdateId(random.below(100))),
+            }])
+            .expect("one task"),
+            unacknowledged: BoundedVec::from_vec(vec![status_update(random)]).expect("one update"),
+        })),
+        Message::AgentRegistered(AgentRegistered {
+            term: Term(random.below(10)),
+            agent: agent_id(random),
+        }),
+        Message::AgentReregistered(AgentRegistered {
+            term: Term(random.below(10)),
+            agent: agent_id(random),
+        }),
+        Message::ShutdownAgent(ShutdownAgent {
+            term: Term(random.below(10)),
+            agent: agent_id(random),
+        }),
+        Message::LeaderChanged(LeaderChanged {
+            term: Term(random.below(10)),
+        }),
+        Message::RunTask(Box::new(RunTask {
+            term: Term(random.below(10)),
+            framework: framework_id(random),
+            executor: ExecutorId::new("executor-1").expect("valid"),
+            task: TaskId::new("task-1").expect("valid"),
+            resources: Resources::parse("cpus:0.5;mem:128;ports:[31000-31010]").expect("valid"),
+        })),
+        Message::StatusUpdate(status_update(random)),
+        Message::StatusAcknowledgement(StatusAcknowledgement {
+            term: Term(random.below(10)),
+            framework: framework_id(random),
+            task: TaskId::new("task-1").expect("valid"),
+            update: UpdateId(random.below(100)),
+        }),
     ]
+}
+
+fn address() -> Address {
+    Address::new("10.0.0.7:5051").expect("valid")
+}
+
+fn agent_info() -> AgentInfo {
+    AgentInfo {
+        hostname: Name::new("node-7").expect("valid"),
+        resources: Resources::parse("cpus:4;mem:8192;disk(ops):100").expect("valid"),
+    }
+}
+
+fn assigned_id(random: &mut SplitMix64) -> AssignedId {
+    AssignedId {
+        term: Term(random.below(10)),
+        sequence: random.below(100),
+    }
+}
+
+fn agent_id(random: &mut SplitMix64) -> AgentId {
+    AgentId(assigned_id(random))
+}
+
+fn framework_id(random: &mut SplitMix64) -> FrameworkId {
+    FrameworkId(assigned_id(random))
+}
+
+fn status_update(random: &mut SplitMix64) -> StatusUpdate {
+    StatusUpdate {
+        agent: agent_id(random),
+        framework: framework_id(random),
+        task: TaskId::new("task-1").expect("valid"),
+        state: TaskState::Failed,
+        reason: Some(TaskStatusReason::ExecutorTerminated),
+        update: UpdateId(random.below(100)),
+    }
 }
 
 /// Decodes `iterations` mutated frames drawn from `seed`.

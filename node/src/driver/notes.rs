@@ -69,6 +69,34 @@ impl NoteLog {
                     );
                 }
             }
+            Note::AgentAdmitted { agent, address } => {
+                tracing::info!(%agent, %address, "admitted a new agent");
+            }
+            Note::AgentUnreachable { agent } => {
+                tracing::info!(%agent, "marking an agent unreachable: it missed too many pings");
+            }
+            Note::RegisteredWithLeader {
+                agent,
+                leader,
+                term,
+            } => {
+                tracing::info!(%agent, %leader, term = term.0, "registered with the leader");
+            }
+            Note::LeaderSilent { leader } => {
+                tracing::info!(%leader, "no ping from the leader in time: looking for the leader");
+            }
+            Note::StaleTerm {
+                peer,
+                term,
+                highest,
+            } => {
+                tracing::debug!(
+                    %peer,
+                    term = term.0,
+                    highest = highest.0,
+                    "ignored a command from a deposed leader"
+                );
+            }
             Note::Overloaded { peer } => {
                 if let Some(held_back) = self.admit_warning(note) {
                     tracing::warn!(

@@ -4,9 +4,12 @@
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 
-use super::{ElectionRole, LeaderState, Master, MasterRecord, MasterTimer, Mutation, Progress};
+use super::{
+    AgentDirectory, ElectionRole, LeaderState, Master, MasterRecord, MasterTimer, Mutation,
+    Progress,
+};
 use crate::bounded::BoundedVec;
-use crate::ids::{MasterId, Term};
+use crate::ids::{IdSequence, MasterId, Term};
 use crate::message::{
     APPEND_ENTRIES_MAX, AppendEntries, AppendReply, ElectionMessage, InstallSnapshot, LogEntry,
     Message, VoteReply, VoteRequest,
@@ -204,7 +207,7 @@ impl Master {
             // Leader stickiness: a healthy leader is not deposed by a higher term.
             return;
         }
-        if request.term < self.term() && !self.mutated(Mutation::VoteWithoutTermCheck) {
+        if request.term < self.term() {
             out.send(
                 from.clone(),
                 Message::Election(ElectionMessage::Vote(VoteReply {
@@ -282,6 +285,7 @@ impl Master {
             progress,
             active: BTreeSet::new(),
             pending: BTreeMap::new(),
+            agents: AgentDirectory::new(IdSequence::new(self.term())),
         });
         out.note(Note::BecameLeader { term: self.term() });
         let appended = self.append(RegistryEntry::Noop, out);
@@ -299,6 +303,7 @@ impl Master {
         } else {
             out.cancel_timer(MasterTimer::Election);
         }
+        self.contact_agents(out);
     }
 
     /// A message showed a term higher than ours: adopt it as a follower with no vote,
@@ -325,6 +330,7 @@ impl Master {
             reason,
         });
         out.cancel_timer(MasterTimer::Heartbeat);
+        self.stop_agent_pings(out);
         out.set_timer(MasterTimer::Election, self.config.election_timeout);
         self.role = ElectionRole::Follower { leader: None };
     }
@@ -524,7 +530,7 @@ impl Master {
         matched.sort_unstable_by(|a, b| b.cmp(a));
         let stored_on_majority = matched[self.majority() - 1];
         let own_term = self.log().term_at(stored_on_majority) == Some(self.term());
-        if own_term || self.mutated(Mutation::CommitByCountingOlderTerms) {
+        if own_term {
             self.commit_to(stored_on_majority, out);
         }
     }

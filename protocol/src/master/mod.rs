@@ -45,7 +45,34 @@
 //!   snapshot instead of entries. The log kept is bounded by [`LOG_ENTRIES_MAX`].
 //!
 //! Timers carry duration ranges; the driver picks the jitter. Safety never depends on them.
+//!
+//! # Agents
+//!
+//! The leader also serves the agents (the agent's side is in [`crate::agent`]). All it
+//! knows of them besides the registry is soft state ([`AgentDirectory`]), dropped when it
+//! stops leading and rebuilt from re-registrations:
+//!
+//! * **Admission.** A new agent is admitted by an `AgentAdmitted` registry entry with an id
+//!   from the leader's term; the agent hears its id only once the entry commits. A retried
+//!   registration finds its admission in the log and adds nothing. Non-leaders answer
+//!   agents with a [`LeaderHint`].
+//! * **Re-registration.** A known agent's report rebuilds the leader's view of its tasks
+//!   (latest state per task). An unreachable agent is readmitted (`AgentReadmitted`,
+//!   committed before the answer) and its tasks resume; a gone agent is told to shut down.
+//! * **Failover.** A new leader sends [`LeaderChanged`](crate::message::LeaderChanged) to
+//!   every admitted or unreachable agent in its registry, so they re-register at once.
+//! * **Health.** The leader pings each admitted agent every ping interval (default 1 s);
+//!   after `max_missed_pings` (default 5) unanswered pings in a row it proposes
+//!   `AgentUnreachable`, and once that commits the agent's tasks become `UNREACHABLE`,
+//!   kept as master-generated updates for the frameworks.
+//! * **Status updates.** The leader records each task's latest state and acknowledges the
+//!   update to the agent. Once frameworks exist, the acknowledgement comes from the task's
+//!   framework, through the leader.
+//!
+//! Every message the leader sends an agent carries its term, so an agent can fence off a
+//! deposed leader (E3).
 
+mod agents;
 mod election;
 mod log;
 
@@ -56,6 +83,7 @@ use core::convert::Infallible;
 use core::fmt;
 use core::time::Duration;
 
+pub use agents::{AgentDirectory, AgentView, GENERATED_UPDATES_MAX, GeneratedUpdate, TaskView};
 pub use log::{LOG_ENTRIES_MAX, MasterDurable, MasterRecord, RaftLog};
 
 use crate::ids::{MasterId, Term};
@@ -75,6 +103,11 @@ pub const HEARTBEAT_INTERVAL_DEFAULT: Duration = Duration::from_millis(100);
 pub const SNAPSHOT_THRESHOLD_DEFAULT: u64 = 1024;
 /// The most requests a leader holds waiting for their entries to commit.
 pub const PENDING_REQUESTS_MAX: usize = 1024;
+/// The default interval between the leader's pings to each agent (Mesos: 15 s).
+pub const AGENT_PING_INTERVAL_DEFAULT: Duration = Duration::from_secs(1);
+/// The default number of consecutive unanswered pings after which an agent is marked
+/// unreachable (as Mesos).
+pub const MAX_MISSED_PINGS_DEFAULT: u32 = 5;
 /// The membership sizes a cluster may have.
 pub const MEMBERSHIP_SIZES: [usize; 3] = [1, 3, 5];
 
@@ -84,16 +117,12 @@ pub const MEMBERSHIP_SIZES: [usize; 3] = [1, 3, 5];
 pub enum Mutation {
     /// Votes are cast without persisting them first (E1 breaks after a crash).
     VoteNotPersisted,
-    /// Vote requests of a lower term are granted (E1).
-    VoteWithoutTermCheck,
     /// A second candidate of the same term gets a vote too (E1).
     VoteTwicePerTerm,
     /// Followers append entries without checking the entry before them (E2, log matching).
     AppendWithoutPreviousCheck,
     /// Votes are granted whatever the candidate's log (E2, leader completeness).
     VoteWithoutLogCheck,
-    /// Entries of earlier terms are committed by counting replicas (E2, Raft figure 8).
-    CommitByCountingOlderTerms,
 }
 
 /// A master's configuration: who it is, who its peers are, and its timing.
@@ -106,6 +135,8 @@ pub struct MasterConfig {
     snapshot_threshold: u64,
     pre_vote: bool,
     check_quorum: bool,
+    agent_ping_interval: Duration,
+    max_missed_pings: u32,
     mutation: Option<Mutation>,
 }
 
@@ -136,6 +167,8 @@ impl MasterConfig {
             snapshot_threshold: SNAPSHOT_THRESHOLD_DEFAULT,
             pre_vote: true,
             check_quorum: true,
+            agent_ping_interval: AGENT_PING_INTERVAL_DEFAULT,
+            max_missed_pings: MAX_MISSED_PINGS_DEFAULT,
             mutation: None,
         })
     }
@@ -177,6 +210,20 @@ impl MasterConfig {
     #[must_use]
     pub fn with_check_quorum(mut self, check_quorum: bool) -> Self {
         self.check_quorum = check_quorum;
+        self
+    }
+
+    /// With another interval between the leader's pings to each agent.
+    #[must_use]
+    pub fn with_agent_ping_interval(mut self, interval: Duration) -> Self {
+        self.agent_ping_interval = interval;
+        self
+    }
+
+    /// Marks an agent unreachable after this many consecutive unanswered pings (at least 1).
+    #[must_use]
+    pub fn with_max_missed_pings(mut self, pings: u32) -> Self {
+        self.max_missed_pings = pings.max(1);
         self
     }
 
@@ -261,6 +308,8 @@ pub enum MasterTimer {
     Election,
     /// Leader: time to send heartbeats (and any entries followers lack).
     Heartbeat,
+    /// Leader: time to ping every admitted agent.
+    AgentPing,
 }
 
 /// Where a master stands in the election.
@@ -293,7 +342,28 @@ pub struct LeaderState {
     /// Followers heard from since the last check-quorum.
     active: BTreeSet<MasterId>,
     /// Requests waiting for their entry to commit, by log index.
-    pending: BTreeMap<LogIndex, Vec<(Address, u64)>>,
+    pending: BTreeMap<LogIndex, Vec<Waiter>>,
+    /// What it knows of the agents (soft state).
+    agents: AgentDirectory,
+}
+
+/// Someone waiting for a log index to commit before the leader answers.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Waiter {
+    /// An operator's request, answered with [`Message::Committed`].
+    Request {
+        /// Who asked.
+        requester: Address,
+        /// The request's number.
+        request: u64,
+    },
+    /// An agent's (re-)registration, answered with `answer`.
+    Agent {
+        /// Where to answer.
+        address: Address,
+        /// The answer.
+        answer: Message,
+    },
 }
 
 /// The leader's view of one follower's log.
@@ -421,9 +491,7 @@ impl Master {
         );
     }
 
-    /// Proposes `entry` on behalf of `requester`, who is told when it commits. A request that
-    /// would change nothing once the log commits is not appended again: it waits for the log
-    /// to commit (or is answered at once), so retries add nothing to the log.
+    /// Proposes `entry` on behalf of `requester`, who is told when it commits.
     fn handle_request(
         &mut self,
         requester: &Address,
@@ -435,43 +503,65 @@ impl Master {
             self.send_leader_hint(requester, out);
             return;
         }
-        // Compare with the registry as it will be once everything in the log commits: a
-        // request that changes nothing more waits only for what is already in flight.
+        let waiter = Waiter::Request {
+            requester: requester.clone(),
+            request,
+        };
+        self.propose(Some(entry), waiter, out);
+    }
+
+    /// The registry as it will be once everything in the log commits.
+    fn latest_registry(&self) -> Registry {
         let mut latest = self.registry.clone();
         for index in self.commit_index.0 + 1..=self.log().last_index().0 {
             if let Some(logged) = self.log().entry_at(LogIndex(index)) {
                 latest.apply(LogIndex(index), &logged.entry);
             }
         }
-        let index = if latest.would_change(&entry) {
-            match self.append(entry, out) {
+        latest
+    }
+
+    /// Leader: proposes `entry` (if any) and answers `waiter` once the log commits up to it.
+    /// An entry that would change nothing once the log commits is not appended again: the
+    /// waiter waits for what is already in flight (or is answered at once), so retries add
+    /// nothing to the log.
+    fn propose(&mut self, entry: Option<RegistryEntry>, waiter: Waiter, out: &mut Outbox<Master>) {
+        debug_assert!(self.is_leader(), "only a leader proposes");
+        let entry = entry.filter(|entry| self.latest_registry().would_change(entry));
+        let index = match entry {
+            Some(entry) => match self.append(entry, out) {
                 Some(index) => index,
                 None => {
                     out.note(Note::Overloaded {
-                        peer: requester.clone(),
+                        peer: waiter.address().clone(),
                     });
                     return;
                 }
-            }
-        } else {
-            self.log().last_index()
+            },
+            None => self.log().last_index(),
         };
         if index <= self.commit_index {
-            self.send_committed(requester, request, out);
+            self.answer(waiter, out);
             return;
         }
         let ElectionRole::Leader(leader) = &mut self.role else {
-            unreachable!("checked above")
+            return;
         };
         let waiting: usize = leader.pending.values().map(Vec::len).sum();
         if waiting < PENDING_REQUESTS_MAX {
-            leader
-                .pending
-                .entry(index)
-                .or_default()
-                .push((requester.clone(), request));
+            leader.pending.entry(index).or_default().push(waiter);
         }
         self.replicate_all(out);
+    }
+
+    /// Answers a waiter whose index committed.
+    fn answer(&self, waiter: Waiter, out: &mut Outbox<Master>) {
+        match waiter {
+            Waiter::Request { requester, request } => {
+                self.send_committed(&requester, request, out);
+            }
+            Waiter::Agent { address, answer } => out.send(address, answer),
+        }
     }
 
     fn send_committed(&self, requester: &Address, request: u64, out: &mut Outbox<Master>) {
@@ -512,6 +602,7 @@ impl Master {
         if index <= self.commit_index {
             return;
         }
+        let mut committed = Vec::new();
         for position in self.commit_index.0 + 1..=index.0 {
             let position = LogIndex(position);
             let entry = &self
@@ -521,13 +612,17 @@ impl Master {
                 .expect("committed entries after the snapshot are in the log")
                 .entry;
             self.registry.apply(position, entry);
+            if self.is_leader() {
+                committed.push((position, entry.clone()));
+            }
         }
         self.commit_index = index;
+        self.agent_entries_committed(&committed, out);
         if let ElectionRole::Leader(leader) = &mut self.role {
             let later = leader.pending.split_off(&index.next());
             let done = core::mem::replace(&mut leader.pending, later);
-            for (requester, request) in done.into_values().flatten() {
-                self.send_committed(&requester, request, out);
+            for waiter in done.into_values().flatten() {
+                self.answer(waiter, out);
             }
         }
         self.compact_if_due(out);
@@ -608,6 +703,16 @@ impl Master {
     }
 }
 
+impl Waiter {
+    /// Where the answer goes.
+    fn address(&self) -> &Address {
+        match self {
+            Waiter::Request { requester, .. } => requester,
+            Waiter::Agent { address, .. } => address,
+        }
+    }
+}
+
 impl Machine for Master {
     type Config = MasterConfig;
     type Timer = MasterTimer;
@@ -664,11 +769,22 @@ impl Machine for Master {
                     out,
                 );
             }
+            Message::RegisterAgent(register) => self.handle_register_agent(from, *register, out),
+            Message::ReregisterAgent(reregister) => {
+                self.handle_reregister_agent(from, *reregister, out);
+            }
+            Message::StatusUpdate(update) => self.handle_status_update(from, update, out),
+            Message::Pong(pong) => self.handle_pong(from, pong),
             // Not for masters, or not from a peer a master listens to: ignored.
             Message::Ping(_)
-            | Message::Pong(_)
             | Message::LeaderHint(_)
-            | Message::Committed(_) => {}
+            | Message::Committed(_)
+            | Message::AgentRegistered(_)
+            | Message::AgentReregistered(_)
+            | Message::ShutdownAgent(_)
+            | Message::LeaderChanged(_)
+            | Message::RunTask(_)
+            | Message::StatusAcknowledgement(_) => {}
         }
         self.check_invariants();
     }
@@ -677,6 +793,7 @@ impl Machine for Master {
         match timer {
             MasterTimer::Election => self.handle_election_timeout(out),
             MasterTimer::Heartbeat => self.handle_heartbeat(out),
+            MasterTimer::AgentPing => self.handle_agent_ping(out),
         }
         self.check_invariants();
     }

@@ -1,0 +1,527 @@
+//! The leader's agent-facing part: admission, re-registration, health checks and status
+//! updates. Everything here is soft state of the leader, rebuilt from the agents after a
+//! failover; only the registry entries (admitted, unreachable, readmitted) are replicated,
+//! and each is committed before the leader answers or acts on it.
+//!
+//! * **Admission.** A new agent is admitted by proposing
+//!   [`RegistryEntry::AgentAdmitted`] with an id from the leader's [`IdSequence`]; the agent
+//!   hears [`AgentRegistered`] only once the entry commits. A retried registration from the
+//!   same address finds its admission in the log and adds nothing.
+//! * **Re-registration.** A known agent's report rebuilds the leader's view of its tasks. An
+//!   unreachable agent is readmitted ([`RegistryEntry::AgentReadmitted`], committed before
+//!   the answer) and its tasks resume; a gone agent is told to shut down.
+//! * **Failover.** A new leader calls every admitted or unreachable agent in its registry
+//!   ([`LeaderChanged`]) instead of waiting for them to notice.
+//! * **Health.** The leader pings every admitted agent each ping interval; after
+//!   `max_missed_pings` consecutive pings without an answer it proposes
+//!   [`RegistryEntry::AgentUnreachable`], and once that commits the agent's tasks become
+//!   `UNREACHABLE`.
+//! * **Status updates.** The leader records each task's latest state and acknowledges the
+//!   update to the agent. Once frameworks exist, the acknowledgement will come from the
+//!   task's framework through the leader instead.
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+use super::{ElectionRole, Master, MasterTimer, Waiter};
+use crate::ids::{AgentId, ExecutorId, FrameworkId, IdSequence, TaskId, UpdateId};
+use crate::message::{
+    AGENT_TASKS_MAX, AgentRegistered, LeaderChanged, Message, Ping, Pong, RegisterAgent,
+    ReregisterAgent, ShutdownAgent, StatusAcknowledgement, StatusUpdate,
+};
+use crate::note::Note;
+use crate::registry::{AgentStatus, LogIndex, RegistryEntry};
+use crate::task::{TaskState, TaskStatusReason};
+use crate::{Address, DurationRange, Outbox};
+
+/// The most master-generated updates the leader keeps for frameworks to collect.
+pub const GENERATED_UPDATES_MAX: usize = 65_536;
+
+/// The leader's soft state about agents. Lost when it stops leading; a new leader rebuilds
+/// it from re-registrations.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct AgentDirectory {
+    /// The source of new agents' ids, in the leader's term.
+    ids: IdSequence,
+    /// Per admitted agent: its tasks and its health.
+    agents: BTreeMap<AgentId, AgentView>,
+    /// Updates the master generated itself (`UNREACHABLE`, and the state a task resumes in
+    /// when its agent is readmitted), by task: the latest per task. They are kept for the
+    /// frameworks, which will receive them until they acknowledge them; frameworks do not
+    /// exist yet in the protocol, so nothing delivers them. At most
+    /// [`GENERATED_UPDATES_MAX`].
+    generated: BTreeMap<(FrameworkId, TaskId), GeneratedUpdate>,
+    /// Whether the ping timer is armed.
+    pinging: bool,
+}
+
+impl AgentDirectory {
+    /// The directory of a new leader of the term `ids` assigns in.
+    pub(super) fn new(ids: IdSequence) -> AgentDirectory {
+        AgentDirectory {
+            ids,
+            agents: BTreeMap::new(),
+            generated: BTreeMap::new(),
+            pinging: false,
+        }
+    }
+
+    /// The leader's view of each agent.
+    pub fn agents(&self) -> &BTreeMap<AgentId, AgentView> {
+        &self.agents
+    }
+
+    /// The updates the master generated, by task.
+    pub fn generated(&self) -> &BTreeMap<(FrameworkId, TaskId), GeneratedUpdate> {
+        &self.generated
+    }
+}
+
+/// What the leader knows of one agent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AgentView {
+    /// Its tasks, with their latest known states.
+    pub tasks: BTreeMap<(FrameworkId, TaskId), TaskView>,
+    /// The sequence number of the last ping sent.
+    pub ping: u64,
+    /// Whether that ping is unanswered.
+    pub awaiting_pong: bool,
+    /// Consecutive pings without an answer.
+    pub missed_pings: u32,
+}
+
+/// What the leader knows of one task.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TaskView {
+    /// The executor running it, if the agent reported it.
+    pub executor: Option<ExecutorId>,
+    /// Its latest known state.
+    pub state: TaskState,
+    /// The id of the newest update recorded for it, if known: an update with this id or a
+    /// lower one is a resend of an older state.
+    pub update: Option<UpdateId>,
+}
+
+/// A status update the master generated itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GeneratedUpdate {
+    /// The task's agent.
+    pub agent: AgentId,
+    /// The state reported.
+    pub state: TaskState,
+    /// Why.
+    pub reason: Option<TaskStatusReason>,
+}
+
+impl Master {
+    /// The leader's agent directory; `None` on a master that does not lead.
+    pub fn agent_directory(&self) -> Option<&AgentDirectory> {
+        match &self.role {
+            ElectionRole::Leader(leader) => Some(&leader.agents),
+            _ => None,
+        }
+    }
+
+    fn directory_mut(&mut self) -> Option<&mut AgentDirectory> {
+        match &mut self.role {
+            ElectionRole::Leader(leader) => Some(&mut leader.agents),
+            _ => None,
+        }
+    }
+
+    /// New leader: call every agent in the registry (log included, committed or not) to
+    /// re-register, and start pinging if any is admitted.
+    pub(super) fn contact_agents(&mut self, out: &mut Outbox<Master>) {
+        let latest = self.latest_registry();
+        let term = self.term();
+        let mut admitted = false;
+        for record in latest.agents().values() {
+            match record.status {
+                AgentStatus::Admitted | AgentStatus::Unreachable { .. } => {
+                    admitted |= record.status == AgentStatus::Admitted;
+                    out.send(
+                        record.address.clone(),
+                        Message::LeaderChanged(LeaderChanged { term }),
+                    );
+                }
+                AgentStatus::Gone => {}
+            }
+        }
+        if admitted {
+            self.arm_agent_pings(out);
+        }
+    }
+
+    /// Arms the ping timer unless it is armed.
+    fn arm_agent_pings(&mut self, out: &mut Outbox<Master>) {
+        let interval = self.config.agent_ping_interval;
+        if let Some(directory) = self.directory_mut()
+            && !directory.pinging
+        {
+            directory.pinging = true;
+            out.set_timer(MasterTimer::AgentPing, DurationRange::fixed(interval));
+        }
+    }
+
+    /// Stepping down: the ping timer stops with the directory.
+    pub(super) fn stop_agent_pings(&self, out: &mut Outbox<Master>) {
+        if self
+            .agent_directory()
+            .is_some_and(|directory| directory.pinging)
+        {
+            out.cancel_timer(MasterTimer::AgentPing);
+        }
+    }
+
+    /// A new agent asks to be admitted.
+    pub(super) fn handle_register_agent(
+        &mut self,
+        from: &Address,
+        register: RegisterAgent,
+        out: &mut Outbox<Master>,
+    ) {
+        if !self.is_leader() || register.highest_term > self.term() {
+            self.send_leader_hint(from, out);
+            return;
+        }
+        // A retried registration (its answer was lost, or is waiting for the commit) finds
+        // its admission in the log: same address, same info, still admitted.
+        let latest = self.latest_registry();
+        let existing = latest
+            .agents()
+            .iter()
+            .find(|(_, record)| {
+                record.status == AgentStatus::Admitted
+                    && record.address == register.address
+                    && record.info == register.info
+            })
+            .map(|(agent, _)| *agent);
+        let term = self.term();
+        let Some(directory) = self.directory_mut() else {
+            return;
+        };
+        let (agent, entry) = match existing {
+            Some(agent) => {
+                // A new agent holds no tasks, whatever an earlier registration left.
+                if let Some(view) = directory.agents.get_mut(&agent) {
+                    view.tasks.clear();
+                }
+                (agent, None)
+            }
+            None => {
+                let agent = AgentId(directory.ids.next_id());
+                let entry = RegistryEntry::AgentAdmitted {
+                    agent,
+                    address: register.address,
+                    info: register.info,
+                };
+                (agent, Some(entry))
+            }
+        };
+        self.propose(
+            entry,
+            Waiter::Agent {
+                address: from.clone(),
+                answer: Message::AgentRegistered(AgentRegistered { term, agent }),
+            },
+            out,
+        );
+    }
+
+    /// A known agent reports everything it holds.
+    pub(super) fn handle_reregister_agent(
+        &mut self,
+        from: &Address,
+        reregister: ReregisterAgent,
+        out: &mut Outbox<Master>,
+    ) {
+        if !self.is_leader() || reregister.highest_term > self.term() {
+            self.send_leader_hint(from, out);
+            return;
+        }
+        let term = self.term();
+        let agent = reregister.agent;
+        let latest = self.latest_registry();
+        let Some(record) = latest.agents().get(&agent) else {
+            // Not an agent of this cluster: nothing to rebuild, nothing to promise.
+            return;
+        };
+        let entry = match record.status {
+            AgentStatus::Gone => {
+                out.send(
+                    from.clone(),
+                    Message::ShutdownAgent(ShutdownAgent { term, agent }),
+                );
+                return;
+            }
+            AgentStatus::Admitted => None,
+            AgentStatus::Unreachable { .. } => Some(RegistryEntry::AgentReadmitted {
+                agent,
+                address: reregister.address,
+            }),
+        };
+        let tasks: BTreeMap<(FrameworkId, TaskId), TaskView> = reregister
+            .tasks
+            .into_iter()
+            .map(|report| {
+                (
+                    (report.framework, report.task),
+                    TaskView {
+                        executor: Some(report.executor),
+                        state: report.state,
+                        update: report.latest_update,
+                    },
+                )
+            })
+            .collect();
+        if let Some(directory) = self.directory_mut() {
+            directory.agents.insert(
+                agent,
+                AgentView {
+                    tasks,
+                    ..AgentView::default()
+                },
+            );
+        }
+        self.propose(
+            entry,
+            Waiter::Agent {
+                address: from.clone(),
+                answer: Message::AgentReregistered(AgentRegistered { term, agent }),
+            },
+            out,
+        );
+    }
+
+    /// An agent reports a task's new state: record it, then acknowledge it.
+    pub(super) fn handle_status_update(
+        &mut self,
+        from: &Address,
+        update: StatusUpdate,
+        out: &mut Outbox<Master>,
+    ) {
+        if !self.is_leader() {
+            self.send_leader_hint(from, out);
+            return;
+        }
+        let admitted = self
+            .registry
+            .agents()
+            .get(&update.agent)
+            .is_some_and(|record| record.status == AgentStatus::Admitted);
+        let term = self.term();
+        let Some(directory) = self.directory_mut() else {
+            return;
+        };
+        // Until the agent (re-)registers with this leader, its updates wait on the agent.
+        let Some(view) = directory.agents.get_mut(&update.agent).filter(|_| admitted) else {
+            return;
+        };
+        let key = (update.framework, update.task.clone());
+        if !view.tasks.contains_key(&key) && view.tasks.len() >= AGENT_TASKS_MAX {
+            // Full: make room by forgetting a finished task, or let the agent retry.
+            let finished = view
+                .tasks
+                .iter()
+                .find(|(_, task)| task.state.is_terminal())
+                .map(|(key, _)| key.clone());
+            match finished {
+                Some(finished) => {
+                    view.tasks.remove(&finished);
+                }
+                None => return,
+            }
+        }
+        let task = view.tasks.entry(key).or_insert(TaskView {
+            executor: None,
+            state: update.state,
+            update: None,
+        });
+        if task.update.is_none_or(|recorded| update.update > recorded) {
+            task.state = update.state;
+            task.update = Some(update.update);
+        }
+        out.send(
+            from.clone(),
+            Message::StatusAcknowledgement(StatusAcknowledgement {
+                term,
+                framework: update.framework,
+                task: update.task,
+                update: update.update,
+            }),
+        );
+    }
+
+    /// An agent answers a ping.
+    pub(super) fn handle_pong(&mut self, from: &Address, pong: Pong) {
+        if pong.term != self.term() {
+            return;
+        }
+        let agent = self
+            .registry
+            .agents()
+            .iter()
+            .find(|(_, record)| record.address == *from && record.status == AgentStatus::Admitted)
+            .map(|(agent, _)| *agent);
+        let Some(agent) = agent else {
+            return;
+        };
+        if let Some(view) = self
+            .directory_mut()
+            .and_then(|directory| directory.agents.get_mut(&agent))
+            && view.awaiting_pong
+            && view.ping == pong.sequence
+        {
+            view.awaiting_pong = false;
+            view.missed_pings = 0;
+        }
+    }
+
+    /// Ping timer: count a miss for every unanswered ping, mark the agents that missed too
+    /// many unreachable, and ping every admitted agent again.
+    pub(super) fn handle_agent_ping(&mut self, out: &mut Outbox<Master>) {
+        if !self.is_leader() {
+            return;
+        }
+        let term = self.term();
+        let max_missed = self.config.max_missed_pings;
+        let admitted: Vec<(AgentId, Address)> = self
+            .registry
+            .agents()
+            .iter()
+            .filter(|(_, record)| record.status == AgentStatus::Admitted)
+            .map(|(agent, record)| (*agent, record.address.clone()))
+            .collect();
+        let mut silent = Vec::new();
+        if let Some(directory) = self.directory_mut() {
+            for (agent, address) in admitted {
+                let view = directory.agents.entry(agent).or_default();
+                if view.awaiting_pong {
+                    view.missed_pings = view.missed_pings.saturating_add(1);
+                }
+                if view.missed_pings >= max_missed {
+                    silent.push(agent);
+                }
+                view.ping = view.ping.wrapping_add(1);
+                view.awaiting_pong = true;
+                out.send(
+                    address,
+                    Message::Ping(Ping {
+                        term,
+                        sequence: view.ping,
+                    }),
+                );
+            }
+        }
+        let latest = self.latest_registry();
+        let mut appended = false;
+        for agent in silent {
+            let entry = RegistryEntry::AgentUnreachable { agent };
+            if latest.would_change(&entry) {
+                out.note(Note::AgentUnreachable { agent });
+                appended |= self.append(entry, out).is_some();
+            }
+        }
+        if appended {
+            self.replicate_all(out);
+        }
+        out.set_timer(
+            MasterTimer::AgentPing,
+            DurationRange::fixed(self.config.agent_ping_interval),
+        );
+    }
+
+    /// Leader: acts on newly committed agent entries.
+    pub(super) fn agent_entries_committed(
+        &mut self,
+        entries: &[(LogIndex, RegistryEntry)],
+        out: &mut Outbox<Master>,
+    ) {
+        for (index, entry) in entries {
+            match entry {
+                RegistryEntry::AgentAdmitted { agent, address, .. } => {
+                    // Admissions of earlier terms were noted by their leaders.
+                    if self.log().term_at(*index) == Some(self.term()) {
+                        out.note(Note::AgentAdmitted {
+                            agent: *agent,
+                            address: address.clone(),
+                        });
+                    }
+                    if let Some(directory) = self.directory_mut() {
+                        directory.agents.entry(*agent).or_default();
+                    }
+                    self.arm_agent_pings(out);
+                }
+                RegistryEntry::AgentReadmitted { agent, .. } => {
+                    self.agent_tasks_resume(*agent);
+                    self.arm_agent_pings(out);
+                }
+                RegistryEntry::AgentUnreachable { agent } => {
+                    self.agent_tasks_change(
+                        *agent,
+                        TaskState::Unreachable,
+                        TaskStatusReason::AgentUnreachable,
+                    );
+                }
+                RegistryEntry::AgentGone { agent } => {
+                    self.agent_tasks_change(*agent, TaskState::Gone, TaskStatusReason::AgentGone);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The agent's tasks not yet terminal reach `state`, an update the master generates.
+    fn agent_tasks_change(&mut self, agent: AgentId, state: TaskState, reason: TaskStatusReason) {
+        let Some(directory) = self.directory_mut() else {
+            return;
+        };
+        let Some(view) = directory.agents.get_mut(&agent) else {
+            return;
+        };
+        view.awaiting_pong = false;
+        view.missed_pings = 0;
+        for (key, task) in &mut view.tasks {
+            if !task.state.is_terminal() {
+                task.state = state;
+                if directory.generated.len() >= GENERATED_UPDATES_MAX
+                    && !directory.generated.contains_key(key)
+                {
+                    continue;
+                }
+                directory.generated.insert(
+                    key.clone(),
+                    GeneratedUpdate {
+                        agent,
+                        state,
+                        reason: Some(reason),
+                    },
+                );
+            }
+        }
+    }
+
+    /// A readmitted agent's tasks resume: the frameworks that were told `UNREACHABLE` are
+    /// told the state the agent reported.
+    fn agent_tasks_resume(&mut self, agent: AgentId) {
+        let Some(directory) = self.directory_mut() else {
+            return;
+        };
+        let Some(view) = directory.agents.get(&agent) else {
+            return;
+        };
+        for (key, task) in &view.tasks {
+            if let Some(generated) = directory.generated.get_mut(key)
+                && generated.agent == agent
+                && generated.state == TaskState::Unreachable
+            {
+                generated.state = task.state;
+                generated.reason = None;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "agents_tests.rs"]
+mod tests;

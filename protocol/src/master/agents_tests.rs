@@ -1,0 +1,553 @@
+//! Unit tests of the leader's agent-facing rules (module docs), asserting on outboxes.
+
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::convert::Infallible;
+
+use super::*;
+use crate::bounded::{BoundedVec, Name};
+use crate::ids::{AssignedId, BootId, MasterId, Term};
+use crate::master::{MasterConfig, MasterDurable, MasterRecord};
+use crate::message::{
+    AppendEntries, AppendReply, ElectionMessage, LeaderHint, LogEntry, TaskReport, VoteReply,
+};
+use crate::registry::AgentInfo;
+use crate::resources::Resources;
+use crate::{Command, Machine};
+
+type Commands = Vec<Command<MasterTimer, MasterRecord, Infallible>>;
+
+fn member(id: u8) -> Address {
+    Address::new(&alloc::format!("m{id}")).expect("valid")
+}
+
+fn agent_address() -> Address {
+    Address::new("a1").expect("valid")
+}
+
+fn config(count: u8) -> MasterConfig {
+    let members: BTreeMap<MasterId, Address> =
+        (1..=count).map(|id| (MasterId(id), member(id))).collect();
+    MasterConfig::new(MasterId(1), members).expect("valid configuration")
+}
+
+fn info() -> AgentInfo {
+    AgentInfo {
+        hostname: Name::new("host").expect("valid"),
+        resources: Resources::parse("cpus:4").expect("valid"),
+    }
+}
+
+fn agent_id(term: u64) -> AgentId {
+    AgentId(AssignedId {
+        term: Term(term),
+        sequence: 0,
+    })
+}
+
+fn framework() -> FrameworkId {
+    FrameworkId(AssignedId {
+        term: Term(1),
+        sequence: 9,
+    })
+}
+
+fn task() -> TaskId {
+    TaskId::new("t1").expect("valid")
+}
+
+fn boot(count: u8, durable: &MasterDurable) -> (Master, Commands) {
+    let mut out = Outbox::new();
+    let master = Master::boot(&config(count), durable, &mut out).expect("boots");
+    (master, out.drain().collect())
+}
+
+fn deliver(master: &mut Master, from: &Address, message: Message) -> Commands {
+    let mut out = Outbox::new();
+    master.handle_message(from, message, &mut out);
+    out.drain().collect()
+}
+
+fn fire(master: &mut Master, timer: MasterTimer) -> Commands {
+    let mut out = Outbox::new();
+    master.handle_timer(timer, &mut out);
+    out.drain().collect()
+}
+
+fn sent_to(commands: &Commands, to: &Address) -> Vec<Message> {
+    commands
+        .iter()
+        .filter_map(|command| match command {
+            Command::Send {
+                to: address,
+                message,
+            } if address == to => Some(message.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn appended(commands: &Commands) -> Vec<RegistryEntry> {
+    commands
+        .iter()
+        .filter_map(|command| match command {
+            Command::Persist(MasterRecord::Entries { entries, .. }) => Some(entries.clone()),
+            _ => None,
+        })
+        .flatten()
+        .map(|logged| logged.entry)
+        .collect()
+}
+
+fn register() -> Message {
+    Message::RegisterAgent(Box::new(RegisterAgent {
+        address: agent_address(),
+        info: info(),
+        boot_id: BootId::new("boot-1").expect("valid"),
+        highest_term: Term(0),
+    }))
+}
+
+fn reregister(agent: AgentId, state: TaskState) -> Message {
+    Message::ReregisterAgent(Box::new(ReregisterAgent {
+        agent,
+        address: agent_address(),
+        info: info(),
+        boot_id: BootId::new("boot-1").expect("valid"),
+        highest_term: Term(1),
+        tasks: BoundedVec::from_vec(vec![TaskReport {
+            framework: framework(),
+            executor: ExecutorId::new("e1").expect("valid"),
+            task: task(),
+            state,
+            latest_update: None,
+        }])
+        .expect("one task"),
+        unacknowledged: BoundedVec::new(),
+    }))
+}
+
+fn status_update(agent: AgentId, state: TaskState, update: u64) -> Message {
+    Message::StatusUpdate(StatusUpdate {
+        agent,
+        framework: framework(),
+        task: task(),
+        state,
+        reason: None,
+        update: UpdateId(update),
+    })
+}
+
+/// A lone master leads term 1 at once; an agent registered with it.
+fn lone_leader_with_agent() -> Master {
+    let (mut master, _) = boot(1, &MasterDurable::default());
+    deliver(&mut master, &agent_address(), register());
+    assert!(master.registry().agents().contains_key(&agent_id(1)));
+    master
+}
+
+/// A lone master whose log (of term 1) holds `entries`: it boots as the leader of term 2
+/// and commits them.
+fn leader_of_term_two_with(entries: &[RegistryEntry]) -> (Master, Commands) {
+    let mut durable = MasterDurable::default();
+    let records = [
+        MasterRecord::HardState {
+            term: Term(1),
+            voted_for: Some(MasterId(1)),
+        },
+        MasterRecord::Entries {
+            from: LogIndex(1),
+            entries: entries
+                .iter()
+                .map(|entry| LogEntry {
+                    term: Term(1),
+                    entry: entry.clone(),
+                })
+                .collect(),
+        },
+    ];
+    for record in &records {
+        Master::apply(&mut durable, record);
+    }
+    let (master, commands) = boot(1, &durable);
+    assert!(master.is_leader());
+    assert_eq!(master.term(), Term(2));
+    (master, commands)
+}
+
+fn admitted() -> RegistryEntry {
+    RegistryEntry::AgentAdmitted {
+        agent: agent_id(1),
+        address: agent_address(),
+        info: info(),
+    }
+}
+
+#[test]
+fn a_follower_redirects_agents_to_the_leader() {
+    let (mut follower, _) = boot(3, &MasterDurable::default());
+    for message in [
+        register(),
+        reregister(agent_id(1), TaskState::Running),
+        status_update(agent_id(1), TaskState::Running, 0),
+    ] {
+        let commands = deliver(&mut follower, &agent_address(), message);
+        assert_eq!(
+            sent_to(&commands, &agent_address()),
+            [Message::LeaderHint(LeaderHint {
+                term: Term(0),
+                leader: None
+            })]
+        );
+        assert!(appended(&commands).is_empty());
+    }
+}
+
+#[test]
+fn a_new_agent_hears_its_id_only_once_its_admission_commits() {
+    let (mut master, _) = boot(3, &MasterDurable::default());
+    fire(&mut master, MasterTimer::Election);
+    let granted = VoteReply {
+        term: Term(1),
+        granted: true,
+    };
+    deliver(
+        &mut master,
+        &member(2),
+        Message::Election(ElectionMessage::PreVoteReply(granted)),
+    );
+    deliver(
+        &mut master,
+        &member(2),
+        Message::Election(ElectionMessage::Vote(granted)),
+    );
+    assert!(master.is_leader());
+
+    let commands = deliver(&mut master, &agent_address(), register());
+    assert_eq!(appended(&commands), [admitted()]);
+    assert!(
+        sent_to(&commands, &agent_address()).is_empty(),
+        "not committed yet"
+    );
+    // A retry while the admission is in flight adds nothing to the log.
+    let commands = deliver(&mut master, &agent_address(), register());
+    assert!(appended(&commands).is_empty());
+    assert!(sent_to(&commands, &agent_address()).is_empty());
+
+    let commands = deliver(
+        &mut master,
+        &member(2),
+        Message::Election(ElectionMessage::AppendReply(AppendReply {
+            term: Term(1),
+            success: true,
+            index: LogIndex(2),
+        })),
+    );
+    let answers = sent_to(&commands, &agent_address());
+    assert!(!answers.is_empty());
+    assert!(answers.iter().all(|answer| *answer
+        == Message::AgentRegistered(AgentRegistered {
+            term: Term(1),
+            agent: agent_id(1)
+        })));
+    assert!(commands.contains(&Command::SetTimer {
+        timer: MasterTimer::AgentPing,
+        duration: DurationRange::fixed(super::super::AGENT_PING_INTERVAL_DEFAULT),
+    }));
+
+    // Deposed by a higher term, it stops pinging and forgets its agent directory.
+    let commands = deliver(
+        &mut master,
+        &member(2),
+        Message::Election(ElectionMessage::AppendEntries(AppendEntries {
+            term: Term(5),
+            previous_index: LogIndex(0),
+            previous_term: Term(0),
+            entries: BoundedVec::new(),
+            leader_commit: LogIndex(0),
+            membership: config(3).membership_digest(),
+        })),
+    );
+    assert!(commands.contains(&Command::CancelTimer(MasterTimer::AgentPing)));
+    assert!(master.agent_directory().is_none());
+}
+
+#[test]
+fn a_lone_leader_persists_the_admission_before_answering() {
+    let (mut master, _) = boot(1, &MasterDurable::default());
+    let commands = deliver(&mut master, &agent_address(), register());
+    let persist = commands
+        .iter()
+        .position(|command| matches!(command, Command::Persist(_)))
+        .expect("the admission is persisted");
+    let answer = commands
+        .iter()
+        .position(|command| {
+            matches!(
+                command,
+                Command::Send {
+                    message: Message::AgentRegistered(_),
+                    ..
+                }
+            )
+        })
+        .expect("the agent is answered");
+    assert!(persist < answer);
+    // The answer was lost; the retry gets the same id and adds nothing.
+    let commands = deliver(&mut master, &agent_address(), register());
+    assert!(appended(&commands).is_empty());
+    assert_eq!(
+        sent_to(&commands, &agent_address()),
+        [Message::AgentRegistered(AgentRegistered {
+            term: Term(1),
+            agent: agent_id(1)
+        })]
+    );
+}
+
+#[test]
+fn status_updates_are_recorded_and_acknowledged() {
+    let mut master = lone_leader_with_agent();
+    let commands = deliver(
+        &mut master,
+        &agent_address(),
+        status_update(agent_id(1), TaskState::Running, 0),
+    );
+    assert_eq!(
+        sent_to(&commands, &agent_address()),
+        [Message::StatusAcknowledgement(StatusAcknowledgement {
+            term: Term(1),
+            framework: framework(),
+            task: task(),
+            update: UpdateId(0),
+        })]
+    );
+    deliver(
+        &mut master,
+        &agent_address(),
+        status_update(agent_id(1), TaskState::Finished, 1),
+    );
+    // A resend of the older update (its acknowledgement was lost) is acknowledged again but
+    // does not move the task back.
+    let commands = deliver(
+        &mut master,
+        &agent_address(),
+        status_update(agent_id(1), TaskState::Running, 0),
+    );
+    assert_eq!(sent_to(&commands, &agent_address()).len(), 1);
+    let view = &master.agent_directory().expect("leads").agents()[&agent_id(1)];
+    assert_eq!(
+        view.tasks[&(framework(), task())].state,
+        TaskState::Finished
+    );
+    // An update from an agent that is not admitted is not acknowledged.
+    let commands = deliver(
+        &mut master,
+        &agent_address(),
+        status_update(agent_id(7), TaskState::Running, 0),
+    );
+    assert!(commands.is_empty());
+}
+
+#[test]
+fn answered_pings_keep_an_agent_admitted() {
+    let mut master = lone_leader_with_agent();
+    for _ in 0..10 {
+        let commands = fire(&mut master, MasterTimer::AgentPing);
+        let [Message::Ping(ping)] = sent_to(&commands, &agent_address())[..] else {
+            panic!("expected one ping, got {commands:?}");
+        };
+        assert_eq!(ping.term, Term(1));
+        deliver(
+            &mut master,
+            &agent_address(),
+            Message::Pong(Pong {
+                term: ping.term,
+                sequence: ping.sequence,
+            }),
+        );
+    }
+    assert_eq!(
+        master.registry().agents()[&agent_id(1)].status,
+        AgentStatus::Admitted
+    );
+}
+
+/// The lone leader's agent, running t1, misses five pings in a row (it answers only with a
+/// stale sequence number).
+fn leader_with_unreachable_agent() -> Master {
+    let mut master = lone_leader_with_agent();
+    deliver(
+        &mut master,
+        &agent_address(),
+        status_update(agent_id(1), TaskState::Running, 0),
+    );
+    for round in 0..5 {
+        let commands = fire(&mut master, MasterTimer::AgentPing);
+        assert!(appended(&commands).is_empty(), "only {round} pings missed");
+        deliver(
+            &mut master,
+            &agent_address(),
+            Message::Pong(Pong {
+                term: Term(1),
+                sequence: 0,
+            }),
+        );
+    }
+    let commands = fire(&mut master, MasterTimer::AgentPing);
+    assert_eq!(
+        appended(&commands),
+        [RegistryEntry::AgentUnreachable { agent: agent_id(1) }]
+    );
+    assert!(commands.contains(&Command::Note(Note::AgentUnreachable {
+        agent: agent_id(1)
+    })));
+    master
+}
+
+#[test]
+fn an_agent_that_misses_its_pings_is_marked_unreachable_with_its_tasks() {
+    let mut master = leader_with_unreachable_agent();
+    assert!(matches!(
+        master.registry().agents()[&agent_id(1)].status,
+        AgentStatus::Unreachable { .. }
+    ));
+    let directory = master.agent_directory().expect("leads");
+    let key = (framework(), task());
+    assert_eq!(
+        directory.agents()[&agent_id(1)].tasks[&key].state,
+        TaskState::Unreachable
+    );
+    assert_eq!(
+        directory.generated()[&key],
+        GeneratedUpdate {
+            agent: agent_id(1),
+            state: TaskState::Unreachable,
+            reason: Some(TaskStatusReason::AgentUnreachable),
+        }
+    );
+    // It is no longer pinged, and proposed unreachable only once.
+    let commands = fire(&mut master, MasterTimer::AgentPing);
+    assert!(sent_to(&commands, &agent_address()).is_empty());
+    assert!(appended(&commands).is_empty());
+}
+
+#[test]
+fn an_unreachable_agent_that_returns_is_readmitted_before_it_is_answered() {
+    let mut master = leader_with_unreachable_agent();
+    let commands = deliver(
+        &mut master,
+        &agent_address(),
+        reregister(agent_id(1), TaskState::Running),
+    );
+    assert_eq!(
+        appended(&commands),
+        [RegistryEntry::AgentReadmitted {
+            agent: agent_id(1),
+            address: agent_address()
+        }]
+    );
+    let persist = commands
+        .iter()
+        .position(|command| matches!(command, Command::Persist(_)))
+        .expect("persisted");
+    let answer = commands
+        .iter()
+        .position(|command| {
+            matches!(
+                command,
+                Command::Send {
+                    message: Message::AgentReregistered(_),
+                    ..
+                }
+            )
+        })
+        .expect("answered");
+    assert!(persist < answer);
+    assert_eq!(
+        master.registry().agents()[&agent_id(1)].status,
+        AgentStatus::Admitted
+    );
+    // Its task resumes: RUNNING again, for the framework too.
+    let directory = master.agent_directory().expect("leads");
+    let key = (framework(), task());
+    assert_eq!(
+        directory.agents()[&agent_id(1)].tasks[&key].state,
+        TaskState::Running
+    );
+    assert_eq!(directory.generated()[&key].state, TaskState::Running);
+}
+
+#[test]
+fn a_new_leader_calls_every_agent_in_its_registry() {
+    let (mut master, commands) = leader_of_term_two_with(&[admitted()]);
+    assert_eq!(
+        sent_to(&commands, &agent_address()),
+        [Message::LeaderChanged(LeaderChanged { term: Term(2) })]
+    );
+    assert!(commands.contains(&Command::SetTimer {
+        timer: MasterTimer::AgentPing,
+        duration: DurationRange::fixed(super::super::AGENT_PING_INTERVAL_DEFAULT),
+    }));
+    // The re-registration rebuilds the leader's view of the agent's tasks; nothing is
+    // appended for a known, admitted agent.
+    let commands = deliver(
+        &mut master,
+        &agent_address(),
+        reregister(agent_id(1), TaskState::Running),
+    );
+    assert!(appended(&commands).is_empty());
+    assert_eq!(
+        sent_to(&commands, &agent_address()),
+        [Message::AgentReregistered(AgentRegistered {
+            term: Term(2),
+            agent: agent_id(1)
+        })]
+    );
+    let view = &master.agent_directory().expect("leads").agents()[&agent_id(1)];
+    assert_eq!(view.tasks[&(framework(), task())].state, TaskState::Running);
+}
+
+#[test]
+fn a_gone_agent_is_told_to_shut_down() {
+    let (mut master, commands) =
+        leader_of_term_two_with(&[admitted(), RegistryEntry::AgentGone { agent: agent_id(1) }]);
+    assert!(
+        sent_to(&commands, &agent_address()).is_empty(),
+        "a gone agent is not called"
+    );
+    let commands = deliver(
+        &mut master,
+        &agent_address(),
+        reregister(agent_id(1), TaskState::Running),
+    );
+    assert_eq!(
+        sent_to(&commands, &agent_address()),
+        [Message::ShutdownAgent(ShutdownAgent {
+            term: Term(2),
+            agent: agent_id(1)
+        })]
+    );
+    assert!(appended(&commands).is_empty());
+}
+
+#[test]
+fn an_agent_that_saw_a_newer_term_is_not_admitted_by_a_stale_leader() {
+    let (mut master, _) = boot(1, &MasterDurable::default());
+    let Message::RegisterAgent(mut request) = register() else {
+        unreachable!("register() builds a registration")
+    };
+    request.highest_term = Term(5);
+    let commands = deliver(
+        &mut master,
+        &agent_address(),
+        Message::RegisterAgent(request),
+    );
+    assert!(appended(&commands).is_empty());
+    assert!(matches!(
+        sent_to(&commands, &agent_address())[..],
+        [Message::LeaderHint(_)]
+    ));
+}
