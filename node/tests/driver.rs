@@ -5,10 +5,10 @@
 
 use std::convert::Infallible;
 use std::ffi::OsString;
-use std::fs::{self, File};
+use std::fs::File;
 use std::io;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -22,37 +22,11 @@ use berth_protocol::message::{Message, Ping};
 use berth_protocol::{Address, DurationRange, Machine, Outbox};
 use tokio::sync::{mpsc, oneshot};
 
+mod common;
+use common::TestDirectory;
+
 /// Long enough for anything here; a test that waits this long has failed.
 const PATIENCE: Duration = Duration::from_secs(10);
-
-/// A fresh directory under the system's temporary directory, removed when dropped.
-struct TestDirectory {
-    path: PathBuf,
-}
-
-impl TestDirectory {
-    fn new(name: &str) -> TestDirectory {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "berth-driver-{name}-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).expect("create a test directory");
-        TestDirectory { path }
-    }
-
-    fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for TestDirectory {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.path);
-    }
-}
 
 fn address(text: &str) -> Address {
     Address::new(text).expect("a valid address")

@@ -2,9 +2,7 @@
 //! lone master leads at once, and a restarted master keeps its persisted term and vote.
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use berth_node::driver::DriverConfig;
@@ -20,39 +18,13 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
+mod common;
+use common::TestDirectory;
+
 /// Long enough for an election on a loaded machine; a test that waits this long has failed.
 const PATIENCE: Duration = Duration::from_secs(15);
 /// How often the tests look at the masters' statuses.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
-
-/// A fresh directory under the system's temporary directory, removed when dropped.
-struct TestDirectory {
-    path: PathBuf,
-}
-
-impl TestDirectory {
-    fn new(name: &str) -> TestDirectory {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "berth-master-{name}-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).expect("create a test directory");
-        TestDirectory { path }
-    }
-
-    fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for TestDirectory {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.path);
-    }
-}
 
 /// A master running in this process.
 struct RunningMaster {

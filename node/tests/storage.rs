@@ -2,9 +2,8 @@
 
 use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use berth_node::storage::{
     Fault, FaultTiming, FaultyFileSystem, LogCorruption, Operation, RECORD_HEADER_LENGTH,
@@ -13,61 +12,8 @@ use berth_node::storage::{
 };
 use serde::{Deserialize, Serialize};
 
-/// A fresh directory under the system's temporary directory, removed when dropped.
-struct TestDirectory {
-    path: PathBuf,
-}
-
-impl TestDirectory {
-    fn new(name: &str) -> TestDirectory {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "berth-storage-{name}-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).expect("create a test directory");
-        TestDirectory { path }
-    }
-
-    fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The names in the directory, sorted.
-    fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(&self.path)
-            .expect("list the test directory")
-            .map(|entry| {
-                entry
-                    .expect("a directory entry")
-                    .file_name()
-                    .into_string()
-                    .expect("a UTF-8 name")
-            })
-            .collect();
-        names.sort();
-        names
-    }
-
-    /// Every file's name and contents, sorted by name.
-    fn contents(&self) -> Vec<(String, Vec<u8>)> {
-        self.names()
-            .into_iter()
-            .map(|name| {
-                let bytes = fs::read(self.path.join(&name)).expect("read a test file");
-                (name, bytes)
-            })
-            .collect()
-    }
-}
-
-impl Drop for TestDirectory {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.path);
-    }
-}
+mod common;
+use common::TestDirectory;
 
 /// A record of a toy machine.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
