@@ -55,6 +55,10 @@ pub struct ElectionConfig {
     pub lossy: bool,
     /// Whether the network may deliver a message more than once.
     pub duplicating: bool,
+    /// Whether each link delivers in order (FIFO, at most once), like a TCP connection.
+    /// Overrides `duplicating`. Random walks need it: stateright replays a walk's path by
+    /// action index, and only the ordered network lists its messages in a replayable order.
+    pub ordered: bool,
     /// The most messages in flight at once; states beyond are not explored.
     pub in_flight_max: usize,
     /// Whether masters run the pre-vote phase.
@@ -76,6 +80,7 @@ impl Default for ElectionConfig {
             snapshot_threshold: 2,
             lossy: false,
             duplicating: true,
+            ordered: false,
             in_flight_max: usize::MAX,
             pre_vote: true,
             check_quorum: true,
@@ -94,13 +99,16 @@ impl std::fmt::Display for ElectionConfig {
             self.terms_max,
             self.entries,
             self.snapshot_threshold,
-            match (self.lossy, self.duplicating) {
+            match (self.lossy, self.duplicating && !self.ordered) {
                 (true, true) => "lossy, duplicating, reordering",
                 (false, true) => "duplicating, reordering",
                 (true, false) => "lossy, reordering",
                 (false, false) => "reordering",
             },
         )?;
+        if self.ordered {
+            write!(formatter, ", in order on each link")?;
+        }
         if self.in_flight_max != usize::MAX {
             write!(
                 formatter,
@@ -227,7 +235,9 @@ pub fn election_model(config: ElectionConfig) -> ElectionModel {
     };
     model
         .actor(Roles::Right(MachineActor::new(operator, directory)))
-        .init_network(if config.duplicating {
+        .init_network(if config.ordered {
+            Network::new_ordered([])
+        } else if config.duplicating {
             Network::new_unordered_duplicating([])
         } else {
             Network::new_unordered_nonduplicating([])
