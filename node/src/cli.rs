@@ -1,4 +1,5 @@
-//! The command line: `berth master`, `berth local`, `berth leader` and `berth resources`.
+//! The command line: `berth master`, `berth local`, `berth leader`, `berth state` and
+//! `berth resources`.
 //!
 //! Every flag can also be given as a `BERTH_*` environment variable (shown in `--help`).
 
@@ -16,7 +17,7 @@ use berth_protocol::master::{MEMBERSHIP_SIZES, MasterConfig};
 use berth_protocol::resources::{Reservation, ResourceValue, Resources};
 use clap::{Args, Parser, Subcommand};
 
-use crate::client::{LeaderReport, find_leader};
+use crate::client::{ClusterState, LeaderReport, find_leader, query_state};
 use crate::driver::DriverConfig;
 use crate::local::{LocalOptions, run_local};
 use crate::logging::LogFormat;
@@ -64,6 +65,10 @@ pub enum Command {
     ///
     /// Exits with status 1 if no master names a leader.
     Leader(LeaderArgs),
+    /// Shows the cluster: each master's term and the leader, then the registry's agents
+    /// (with reachability), frameworks and role weights, as the best-informed master reports
+    /// them. Takes the same flags as `berth leader`.
+    State(LeaderArgs),
     /// Checks an agent resource string and prints what it describes, one entry per line.
     ///
     /// Example: berth resources "cpus:4;mem:8192;disk:100000;ports:[31000-32000];cpus(ops):2"
@@ -315,6 +320,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             shutdown_signal(),
         )),
         Command::Leader(args) => runtime()?.block_on(leader(args)),
+        Command::State(args) => runtime()?.block_on(state(args)),
     }
 }
 
@@ -376,6 +382,65 @@ async fn leader(args: LeaderArgs) -> anyhow::Result<()> {
         anyhow::bail!("no master named a leader: an election may be under way, retry");
     }
     Ok(())
+}
+
+/// `berth state`.
+async fn state(args: LeaderArgs) -> anyhow::Result<()> {
+    let secret = ClusterSecret::read(&args.secret_file)?;
+    let timeout = Duration::from_millis(args.timeout_ms);
+    let state = query_state(&args.masters.0, args.cluster, secret, timeout).await;
+    if args.json {
+        println!("{}", serde_json::to_string(&state)?);
+    } else {
+        print!("{}", describe_state(&state, timeout));
+    }
+    if state.leaders.masters.iter().all(|answer| !answer.answered) {
+        anyhow::bail!("no master answered within {timeout:?}: check --masters and --secret-file");
+    }
+    Ok(())
+}
+
+/// The tables `berth state` prints.
+pub fn describe_state(state: &ClusterState, timeout: Duration) -> String {
+    let mut text = describe_leader(&state.leaders, timeout);
+    if let Some(commit_index) = state.commit_index {
+        text.push_str(&format!("registry as of log index {commit_index}\n"));
+    }
+    text.push_str(&format!(
+        "\n{:<10} {:<22} {:<16} {:<12} {}\n",
+        "AGENT", "ADDRESS", "HOST", "STATUS", "RESOURCES"
+    ));
+    for agent in &state.agents {
+        text.push_str(&format!(
+            "{:<10} {:<22} {:<16} {:<12} {}\n",
+            agent.id, agent.address, agent.hostname, agent.status, agent.resources
+        ));
+    }
+    text.push_str(&format!(
+        "\n{:<10} {:<16} {:<12} {:<12} {}\n",
+        "FRAMEWORK", "NAME", "ROLE", "PRINCIPAL", "SCHEDULER"
+    ));
+    for framework in &state.frameworks {
+        let scheduler = if framework.connected {
+            "connected".to_string()
+        } else {
+            format!(
+                "gone (failover timeout {} s)",
+                framework.failover_timeout_seconds
+            )
+        };
+        text.push_str(&format!(
+            "{:<10} {:<16} {:<12} {:<12} {}\n",
+            framework.id, framework.name, framework.role, framework.principal, scheduler
+        ));
+    }
+    if !state.role_weights.is_empty() {
+        text.push_str("\nROLE WEIGHTS\n");
+        for (role, weight) in &state.role_weights {
+            text.push_str(&format!("{role:<16} {weight}\n"));
+        }
+    }
+    text
 }
 
 /// The table `berth leader` prints.

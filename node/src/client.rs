@@ -1,4 +1,5 @@
-//! A client's view of the masters: who leads, as each master answers `FindLeader`.
+//! A client's view of the masters: who leads, as each master answers `FindLeader`, and what
+//! the cluster holds, as each answers `StateRequest`.
 //!
 //! A client does not listen, so its [`Address`] is a name (`client-<random hex>`) rather than
 //! a socket address. It dials each master; the handshake tells the master that name, and the
@@ -11,7 +12,8 @@ use std::time::Duration;
 use berth_protocol::Address;
 use berth_protocol::bounded::Name;
 use berth_protocol::ids::Term;
-use berth_protocol::message::{LeaderHint, Message};
+use berth_protocol::message::{LeaderHint, Message, StateReport};
+use berth_protocol::registry::{AgentStatus, Registry};
 use serde::Serialize;
 use tokio::time::Instant;
 
@@ -111,6 +113,173 @@ pub async fn find_leader(
     }
     network.shutdown().await;
     LeaderReport::from_answers(answers)
+}
+
+/// One registered agent, as `berth state` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AgentRow {
+    /// The agent's id.
+    pub id: String,
+    /// Where it listens.
+    pub address: String,
+    /// Its host name.
+    pub hostname: String,
+    /// `admitted`, `unreachable` or `gone`.
+    pub status: &'static str,
+    /// Its total resources, as a resource string.
+    pub resources: String,
+}
+
+/// One registered framework, as `berth state` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FrameworkRow {
+    /// The framework's id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its role.
+    pub role: String,
+    /// Its principal.
+    pub principal: String,
+    /// Whether its scheduler is connected (its failover timer is not running).
+    pub connected: bool,
+    /// Its failover timeout, in seconds.
+    pub failover_timeout_seconds: u64,
+}
+
+/// The cluster as the masters report it: each master's term and leader, and the registry of
+/// the master that knows the most (the leader's, when it answered).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ClusterState {
+    /// Who leads, and each master's answer.
+    #[serde(flatten)]
+    pub leaders: LeaderReport,
+    /// The commit index of the registry shown.
+    pub commit_index: Option<u64>,
+    /// The agents in the registry, gone ones included.
+    pub agents: Vec<AgentRow>,
+    /// The frameworks in the registry.
+    pub frameworks: Vec<FrameworkRow>,
+    /// Roles with a configured weight, and the weight.
+    pub role_weights: Vec<(String, String)>,
+}
+
+impl ClusterState {
+    fn from_reports(reports: Vec<(MasterAnswer, Option<StateReport>)>) -> ClusterState {
+        // The leader's registry is the most recent committed one; failing that, the one with
+        // the highest commit index.
+        let best = reports
+            .iter()
+            .filter_map(|(answer, report)| Some((answer, report.as_ref()?)))
+            .max_by_key(|(answer, report)| {
+                let leads = report.leader.as_ref() == Some(&answer.address);
+                (leads, report.term, report.commit_index)
+            })
+            .map(|(_, report)| report.clone());
+        let leaders =
+            LeaderReport::from_answers(reports.into_iter().map(|(answer, _)| answer).collect());
+        let registry = best.as_ref().map(|report| &report.registry);
+        ClusterState {
+            leaders,
+            commit_index: best.as_ref().map(|report| report.commit_index.0),
+            agents: registry.map(agent_rows).unwrap_or_default(),
+            frameworks: registry.map(framework_rows).unwrap_or_default(),
+            role_weights: registry
+                .map(|registry| {
+                    registry
+                        .role_weights()
+                        .iter()
+                        .map(|(role, weight)| (role.to_string(), weight.to_string()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+}
+
+fn agent_rows(registry: &Registry) -> Vec<AgentRow> {
+    registry
+        .agents()
+        .iter()
+        .map(|(id, record)| AgentRow {
+            id: id.to_string(),
+            address: record.address.to_string(),
+            hostname: record.info.hostname.to_string(),
+            status: match record.status {
+                AgentStatus::Admitted => "admitted",
+                AgentStatus::Unreachable { .. } => "unreachable",
+                AgentStatus::Gone => "gone",
+            },
+            resources: record.info.resources.to_string(),
+        })
+        .collect()
+}
+
+fn framework_rows(registry: &Registry) -> Vec<FrameworkRow> {
+    registry
+        .frameworks()
+        .iter()
+        .map(|(id, record)| FrameworkRow {
+            id: id.to_string(),
+            name: record.info.name.to_string(),
+            role: record.info.role.to_string(),
+            principal: record.info.principal.to_string(),
+            connected: record.disconnected_since.is_none(),
+            failover_timeout_seconds: record.info.failover_timeout.as_secs(),
+        })
+        .collect()
+}
+
+/// Asks each of `masters` for its state, and waits until every one answered or `timeout`
+/// passed. A master that cannot be reached is reported as not answering.
+pub async fn query_state(
+    masters: &[Address],
+    cluster: Name,
+    secret: ClusterSecret,
+    timeout: Duration,
+) -> ClusterState {
+    let config = NetworkConfig {
+        address: client_address(),
+        cluster,
+        secret,
+    };
+    let (network, mut inbox) = Network::new(config);
+    let mut reports: Vec<(MasterAnswer, Option<StateReport>)> = masters
+        .iter()
+        .map(|address| {
+            let answer = MasterAnswer {
+                address: address.clone(),
+                term: None,
+                leader: None,
+                answered: false,
+            };
+            (answer, None)
+        })
+        .collect();
+    for address in masters {
+        let _ = network.send(address, Message::StateRequest);
+    }
+    let deadline = Instant::now() + timeout;
+    while reports.iter().any(|(answer, _)| !answer.answered) {
+        let received = tokio::time::timeout_at(deadline, inbox.recv()).await;
+        let Ok(Some((from, message))) = received else {
+            break;
+        };
+        let Message::StateReport(report) = message else {
+            continue;
+        };
+        if let Some((answer, slot)) = reports
+            .iter_mut()
+            .find(|(answer, _)| answer.address == from)
+        {
+            answer.term = Some(report.term);
+            answer.leader = report.leader.clone();
+            answer.answered = true;
+            *slot = Some(*report);
+        }
+    }
+    network.shutdown().await;
+    ClusterState::from_reports(reports)
 }
 
 #[cfg(test)]

@@ -43,6 +43,11 @@ pub enum Message {
     SetRoleWeight(SetRoleWeight),
     /// The leader to whoever made a request: the request's change is committed.
     Committed(Committed),
+    /// Anyone to any master: report what you know. Answered with [`Message::StateReport`].
+    StateRequest,
+    /// A master's answer to [`Message::StateRequest`]: its term, the leader it knows and the
+    /// registry as of its commit index.
+    StateReport(Box<StateReport>),
     /// A new agent (no id yet) to the leader: admit me. Non-leaders answer with
     /// [`Message::LeaderHint`]; the leader answers [`Message::AgentRegistered`] once the
     /// admission is committed to the registry.
@@ -185,6 +190,19 @@ pub struct LeaderHint {
     pub term: Term,
     /// The leader's address, if the master knows of one.
     pub leader: Option<Address>,
+}
+
+/// What a master knows, for operators (`berth state`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct StateReport {
+    /// The answering master's term.
+    pub term: Term,
+    /// The leader it knows of, if any (its own address if it leads).
+    pub leader: Option<Address>,
+    /// Its commit index.
+    pub commit_index: LogIndex,
+    /// The registry as of its commit index.
+    pub registry: Registry,
 }
 
 /// An operator's request to set a role's weight.

@@ -145,3 +145,46 @@ fn berth_local_starts_a_cluster_and_stops_it() {
         assert!(!process_exists(pid), "master process {pid} was stopped");
     }
 }
+
+/// `berth state` shows every master's term, the leader, and the (empty) registry, as a table
+/// and as JSON.
+#[test]
+fn berth_state_shows_the_masters_and_the_registry() {
+    let cluster = MasterCluster::start("state", 3);
+    let (leader, term) = cluster.wait_for_leader(ELECTION_PATIENCE, |_, _| true);
+    let run = |json: bool| {
+        let mut command = Command::new(berth_binary());
+        command
+            .args(["state", "--cluster", berth_tests::TEST_CLUSTER, "--masters"])
+            .arg(cluster.addresses().join(","))
+            .arg("--secret-file")
+            .arg(cluster.secret_file());
+        if json {
+            command.arg("--json");
+        }
+        let output = command.output().expect("berth state runs");
+        assert!(
+            output.status.success(),
+            "berth state failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let json: serde_json::Value = serde_json::from_str(run(true).trim()).expect("JSON");
+    assert_eq!(json["leader"].as_str(), Some(leader.as_str()));
+    assert!(json["term"].as_u64() >= Some(term));
+    let masters = json["masters"].as_array().expect("a list of masters");
+    assert_eq!(masters.len(), 3);
+    assert!(masters.iter().all(|master| master["answered"] == true));
+    assert_eq!(json["agents"].as_array().map(Vec::len), Some(0));
+    assert!(
+        json["commit_index"].as_u64() >= Some(1),
+        "the leader's no-op commits"
+    );
+    let table = run(false);
+    assert!(table.contains(&format!("leader: {leader}")), "{table}");
+    assert!(
+        table.contains("AGENT") && table.contains("FRAMEWORK"),
+        "{table}"
+    );
+}

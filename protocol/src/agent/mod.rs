@@ -1113,6 +1113,8 @@ impl Machine for Agent {
             | Message::FindLeader
             | Message::SetRoleWeight(_)
             | Message::Committed(_)
+            | Message::StateRequest
+            | Message::StateReport(_)
             | Message::RegisterAgent(_)
             | Message::ReregisterAgent(_)
             | Message::StatusUpdate(_) => {}

@@ -87,7 +87,9 @@ pub use agents::{AgentDirectory, AgentView, GENERATED_UPDATES_MAX, GeneratedUpda
 pub use log::{LOG_ENTRIES_MAX, MasterDurable, MasterRecord, RaftLog};
 
 use crate::ids::{MasterId, Term};
-use crate::message::{Committed, LeaderHint, LogEntry, MembershipDigest, Message, SetRoleWeight};
+use crate::message::{
+    Committed, LeaderHint, LogEntry, MembershipDigest, Message, SetRoleWeight, StateReport,
+};
 use crate::note::Note;
 use crate::registry::{LogIndex, Registry, RegistryEntry};
 use crate::{Address, DurationRange, Machine, Outbox};
@@ -491,6 +493,23 @@ impl Master {
         );
     }
 
+    /// Answers an operator's `StateRequest`: any master answers, with what it knows.
+    fn send_state_report(&self, to: &Address, out: &mut Outbox<Master>) {
+        let leader = self
+            .leader()
+            .and_then(|leader| self.config.members.get(&leader))
+            .cloned();
+        out.send(
+            to.clone(),
+            Message::StateReport(alloc::boxed::Box::new(StateReport {
+                term: self.term(),
+                leader,
+                commit_index: self.commit_index,
+                registry: self.registry.clone(),
+            })),
+        );
+    }
+
     /// Proposes `entry` on behalf of `requester`, who is told when it commits.
     fn handle_request(
         &mut self,
@@ -757,6 +776,7 @@ impl Machine for Master {
                 None => out.note(Note::UnknownPeer { peer: from.clone() }),
             },
             Message::FindLeader => self.send_leader_hint(from, out),
+            Message::StateRequest => self.send_state_report(from, out),
             Message::SetRoleWeight(SetRoleWeight {
                 request,
                 role,
@@ -779,6 +799,7 @@ impl Machine for Master {
             Message::Ping(_)
             | Message::LeaderHint(_)
             | Message::Committed(_)
+            | Message::StateReport(_)
             | Message::AgentRegistered(_)
             | Message::AgentReregistered(_)
             | Message::ShutdownAgent(_)

@@ -754,3 +754,33 @@ fn configuration_is_validated() {
         config(2, 3).membership_digest()
     );
 }
+
+#[test]
+fn any_master_reports_its_term_leader_and_registry() {
+    let leader = leader_of_term_one();
+    let (mut follower, _) = boot(2, 3);
+    deliver(
+        &mut follower,
+        1,
+        ElectionMessage::AppendEntries(heartbeat(1, 0)),
+    );
+    for master in [leader, follower] {
+        let mut master = master;
+        let mut out = Outbox::new();
+        master.handle_message(&address(9), Message::StateRequest, &mut out);
+        let commands: Commands = out.drain().collect();
+        assert_eq!(
+            sent(&commands),
+            vec![(
+                address(9),
+                Message::StateReport(alloc::boxed::Box::new(crate::message::StateReport {
+                    term: Term(1),
+                    leader: Some(address(1)),
+                    commit_index: LogIndex(0),
+                    registry: Registry::new(),
+                }))
+            )]
+        );
+        assert!(persisted(&commands).is_empty(), "a report changes nothing");
+    }
+}
