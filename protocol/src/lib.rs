@@ -150,6 +150,8 @@ pub mod note;
 pub mod registry;
 pub mod resources;
 pub mod task;
+#[cfg(test)]
+mod test_support;
 
 pub use machine::{
     ADDRESS_LENGTH_MAX, Address, AddressError, Command, DurationRange, Machine, Outbox,

@@ -9,6 +9,7 @@ use super::*;
 use crate::Command;
 use crate::ids::{AssignedId, UpdateId};
 use crate::message::{AgentRegistered, LeaderHint};
+use crate::test_support::{persisted, sent};
 
 type Commands = Vec<Command<AgentTimer, AgentRecord, AgentAction>>;
 
@@ -77,26 +78,6 @@ fn event(agent: &mut Agent, event: AgentEvent) -> Commands {
     let mut out = Outbox::new();
     agent.handle_event(event, &mut out);
     out.drain().collect()
-}
-
-fn sent(commands: &Commands) -> Vec<(Address, Message)> {
-    commands
-        .iter()
-        .filter_map(|command| match command {
-            Command::Send { to, message } => Some((to.clone(), message.clone())),
-            _ => None,
-        })
-        .collect()
-}
-
-fn persisted(commands: &Commands) -> Vec<AgentRecord> {
-    commands
-        .iter()
-        .filter_map(|command| match command {
-            Command::Persist(record) => Some(record.clone()),
-            _ => None,
-        })
-        .collect()
 }
 
 fn position(

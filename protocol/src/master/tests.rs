@@ -13,6 +13,7 @@ use crate::message::{
     AppendEntries, AppendReply, ElectionMessage, InstallSnapshot, Snapshot, VoteReply, VoteRequest,
 };
 use crate::note::StepDownReason;
+use crate::test_support::{persisted, sent};
 
 type Commands = Vec<Command<MasterTimer, MasterRecord, Infallible>>;
 
@@ -47,26 +48,6 @@ fn fire(master: &mut Master, timer: MasterTimer) -> Commands {
     let mut out = Outbox::new();
     master.handle_timer(timer, &mut out);
     out.drain().collect()
-}
-
-fn sent(commands: &Commands) -> Vec<(Address, Message)> {
-    commands
-        .iter()
-        .filter_map(|command| match command {
-            Command::Send { to, message } => Some((to.clone(), message.clone())),
-            _ => None,
-        })
-        .collect()
-}
-
-fn persisted(commands: &Commands) -> Vec<MasterRecord> {
-    commands
-        .iter()
-        .filter_map(|command| match command {
-            Command::Persist(record) => Some(record.clone()),
-            _ => None,
-        })
-        .collect()
 }
 
 fn vote_request(term: u64, last_index: u64, last_term: u64) -> VoteRequest {
@@ -595,7 +576,7 @@ fn a_non_leader_answers_with_a_hint_to_the_leader() {
     let mut out = Outbox::new();
     follower.handle_message(&address(9), Message::FindLeader, &mut out);
     assert_eq!(
-        sent(&out.drain().collect()),
+        sent(&out.drain().collect::<Commands>()),
         vec![(
             address(9),
             Message::LeaderHint(LeaderHint {
@@ -616,7 +597,7 @@ fn a_non_leader_answers_with_a_hint_to_the_leader() {
     };
     follower.handle_message(&address(9), Message::SetRoleWeight(request), &mut out);
     assert_eq!(
-        sent(&out.drain().collect()),
+        sent(&out.drain().collect::<Commands>()),
         vec![(
             address(9),
             Message::LeaderHint(LeaderHint {
@@ -642,7 +623,7 @@ fn a_request_is_answered_once_committed_and_a_retry_adds_nothing() {
         &mut out,
     );
     assert!(
-        !sent(&out.drain().collect())
+        !sent(&out.drain().collect::<Commands>())
             .iter()
             .any(|(to, _)| *to == address(9)),
         "not yet committed"
@@ -686,7 +667,7 @@ fn a_request_is_answered_once_committed_and_a_retry_adds_nothing() {
     // Once committed, a retry is answered at once.
     leader.handle_message(&address(9), Message::SetRoleWeight(request), &mut out);
     assert_eq!(
-        sent(&out.drain().collect()),
+        sent(&out.drain().collect::<Commands>()),
         vec![(
             address(9),
             Message::Committed(Committed {
