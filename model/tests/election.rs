@@ -3,8 +3,8 @@
 //!
 //! Sizes: the full default configuration (3 masters, one crash, terms <= 2, one request, a
 //! duplicating, reordering network) is checked exhaustively to depth 10 here; deeper and larger
-//! runs are in the README (`berth-model check election ...`). All of this takes about two
-//! minutes on 2 cores, most of it the log-matching check. Seeded bugs are checked with
+//! runs are in the README (`berth-model check election ...`). The log-matching check needs too
+//! much memory for the default run and is run alone with `--ignored`. Seeded bugs are checked with
 //! pre-vote and check-quorum off where that shortens the path to the bug: both are liveness
 //! features, and the bugs break safety with or without them.
 
@@ -196,8 +196,11 @@ fn finds(config: ElectionConfig, depth: usize, property: &'static str) -> bool {
     checker.discovery(property).is_some()
 }
 
-/// The longest of these checks: about 3 million states, under a minute on 2 cores.
+/// About 3 million states, and with breadth-first paths close to 24 GiB of memory: too much
+/// for the default run on this machine size. Run it alone:
+/// `cargo test --release -p berth-model --test election -- --ignored`.
 #[test]
+#[ignore = "about 3 million states and up to 24 GiB; run alone with --ignored"]
 fn e2_log_matching_catches_an_append_without_the_previous_entry_check() {
     let config = ElectionConfig {
         entries: 1,
