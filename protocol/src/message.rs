@@ -15,7 +15,7 @@ use crate::bounded::BoundedVec;
 use crate::ids::{AgentId, BootId, ExecutorId, FrameworkId, Role, TaskId, Term, UpdateId};
 use crate::registry::{AgentInfo, LogIndex, Registry, RegistryEntry};
 use crate::resources::Resources;
-use crate::task::{TaskState, TaskStatusReason};
+use crate::task::{TaskCommand, TaskState, TaskStatusReason};
 
 /// The most log entries one [`AppendEntries`] carries.
 pub const APPEND_ENTRIES_MAX: usize = 64;
@@ -71,6 +71,9 @@ pub enum Message {
     StatusUpdate(StatusUpdate),
     /// The leader to an agent: this status update was received; send the task's next one.
     StatusAcknowledgement(StatusAcknowledgement),
+    /// The leader to an agent: kill a task. The agent's executor kills it and the agent
+    /// reports `KILLED` like any other update.
+    KillTask(KillTask),
 }
 
 /// The messages of the masters' election and replicated log (Raft, with pre-vote and
@@ -327,8 +330,21 @@ pub struct RunTask {
     pub executor: ExecutorId,
     /// The task.
     pub task: TaskId,
-    /// What it uses of the agent's resources.
+    /// What it uses of the agent's resources, persistent volumes included.
     pub resources: Resources,
+    /// What it runs.
+    pub command: TaskCommand,
+}
+
+/// The leader asks an agent to kill a task.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct KillTask {
+    /// The leader's term (E3).
+    pub term: Term,
+    /// The task's framework.
+    pub framework: FrameworkId,
+    /// The task.
+    pub task: TaskId,
 }
 
 /// A task's new state, from its agent.

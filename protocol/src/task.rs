@@ -4,6 +4,33 @@ use core::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::bounded::{BoundedText, TooLong};
+
+/// The longest task command, in bytes.
+pub const TASK_COMMAND_MAX: usize = 4096;
+
+/// What a task runs: a shell command line, run with `sh -c` in the task's sandbox.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TaskCommand(BoundedText<TASK_COMMAND_MAX>);
+
+impl TaskCommand {
+    /// A command line of at most [`TASK_COMMAND_MAX`] bytes.
+    pub fn new(command: &str) -> Result<TaskCommand, TooLong> {
+        BoundedText::new(command).map(TaskCommand)
+    }
+
+    /// The command line.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl fmt::Display for TaskCommand {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(self.as_str())
+    }
+}
+
 /// The state of a task, as reported in status updates.
 ///
 /// A task moves `Staging → Starting → Running → (Killing →)` a terminal state. Partition-aware

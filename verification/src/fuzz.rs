@@ -13,12 +13,12 @@ use berth_protocol::ids::{
     AgentId, AssignedId, BootId, ExecutorId, FrameworkId, TaskId, Term, UpdateId,
 };
 use berth_protocol::message::{
-    AgentRegistered, LeaderChanged, Message, Ping, Pong, RegisterAgent, ReregisterAgent, RunTask,
-    ShutdownAgent, StatusAcknowledgement, StatusUpdate, TaskReport,
+    AgentRegistered, KillTask, LeaderChanged, Message, Ping, Pong, RegisterAgent, ReregisterAgent,
+    RunTask, ShutdownAgent, StatusAcknowledgement, StatusUpdate, TaskReport,
 };
 use berth_protocol::registry::AgentInfo;
 use berth_protocol::resources::Resources;
-use berth_protocol::task::{TaskState, TaskStatusReason};
+use berth_protocol::task::{TaskCommand, TaskState, TaskStatusReason};
 
 use crate::SplitMix64;
 
@@ -87,6 +87,7 @@ fn seed_messages(random: &mut SplitMix64) -> Vec<Message> {
             executor: ExecutorId::new("executor-1").expect("valid"),
             task: TaskId::new("task-1").expect("valid"),
             resources: Resources::parse("cpus:0.5;mem:128;ports:[31000-31010]").expect("valid"),
+            command: TaskCommand::new("sleep 60").expect("valid"),
         })),
         Message::StatusUpdate(status_update(random)),
         Message::StatusAcknowledgement(StatusAcknowledgement {
@@ -94,6 +95,11 @@ fn seed_messages(random: &mut SplitMix64) -> Vec<Message> {
             framework: framework_id(random),
             task: TaskId::new("task-1").expect("valid"),
             update: UpdateId(random.below(100)),
+        }),
+        Message::KillTask(KillTask {
+            term: Term(random.below(10)),
+            framework: framework_id(random),
+            task: TaskId::new("task-1").expect("valid"),
         }),
     ]
 }

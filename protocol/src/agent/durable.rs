@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{AgentId, BootId, ExecutorId, FrameworkId, TaskId, Term, UpdateId};
 use crate::resources::Resources;
-use crate::task::{TaskState, TaskStatusReason};
+use crate::task::{TaskCommand, TaskState, TaskStatusReason};
 
 /// One durable change of an agent. Each is small: a status update costs one append.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -28,6 +28,8 @@ pub enum AgentRecord {
         task: TaskId,
         /// What it uses.
         resources: Resources,
+        /// What it runs.
+        command: TaskCommand,
     },
     /// A task reached a new state; the update is persisted before it is sent (A2).
     Update {
@@ -74,6 +76,8 @@ pub struct TaskCheckpoint {
     pub executor: ExecutorId,
     /// What it uses of the agent's resources.
     pub resources: Resources,
+    /// What it runs.
+    pub command: TaskCommand,
     /// Its latest state.
     pub state: TaskState,
     /// Its updates not yet acknowledged, oldest first; the oldest is the one in flight.
@@ -103,6 +107,7 @@ pub(crate) fn apply(durable: &mut AgentDurable, record: &AgentRecord) {
             executor,
             task,
             resources,
+            command,
         } => {
             durable
                 .tasks
@@ -110,6 +115,7 @@ pub(crate) fn apply(durable: &mut AgentDurable, record: &AgentRecord) {
                 .or_insert_with(|| TaskCheckpoint {
                     executor: executor.clone(),
                     resources: resources.clone(),
+                    command: command.clone(),
                     state: TaskState::Staging,
                     unacknowledged: Vec::new(),
                 });

@@ -111,14 +111,14 @@ pub use durable::{AgentDurable, AgentRecord, TaskCheckpoint, UpdateCheckpoint};
 use crate::bounded::BoundedVec;
 use crate::ids::{AgentId, BootId, ExecutorId, FrameworkId, TaskId, Term};
 use crate::message::{
-    AGENT_TASKS_MAX, AgentRegistered, LeaderChanged, LeaderHint, Message, Ping, Pong,
+    AGENT_TASKS_MAX, AgentRegistered, KillTask, LeaderChanged, LeaderHint, Message, Ping, Pong,
     RegisterAgent, ReregisterAgent, RunTask, ShutdownAgent, StatusAcknowledgement, StatusUpdate,
     TaskReport,
 };
 use crate::note::Note;
 use crate::registry::AgentInfo;
 use crate::resources::Resources;
-use crate::task::{TaskState, TaskStatusReason};
+use crate::task::{TaskCommand, TaskState, TaskStatusReason};
 use crate::{Address, DurationRange, Machine, Outbox};
 
 /// The default wait between registration attempts: a randomized 500–1000 ms.
@@ -364,6 +364,21 @@ pub enum AgentAction {
         /// The task's framework.
         framework: FrameworkId,
         /// The executor.
+        executor: ExecutorId,
+        /// The task.
+        task: TaskId,
+        /// What it uses: the node makes its persistent volumes available at their container
+        /// paths.
+        resources: Resources,
+        /// What it runs.
+        command: TaskCommand,
+    },
+    /// Kill a task: its executor kills it and reports `KILLED`
+    /// ([`AgentEvent::TaskStateReported`]).
+    KillTask {
+        /// The task's framework.
+        framework: FrameworkId,
+        /// The executor that runs it.
         executor: ExecutorId,
         /// The task.
         task: TaskId,
@@ -842,7 +857,8 @@ impl Agent {
                 framework: run.framework,
                 executor: run.executor.clone(),
                 task: run.task.clone(),
-                resources,
+                resources: resources.clone(),
+                command: run.command.clone(),
             },
             out,
         );
@@ -866,6 +882,29 @@ impl Agent {
             framework: run.framework,
             executor: run.executor,
             task: run.task,
+            resources,
+            command: run.command,
+        });
+    }
+
+    /// A kill of a task the agent holds and that has not ended goes to its executor; the
+    /// executor's report of `KILLED` becomes the task's update. A kill of an unknown or
+    /// finished task changes nothing: the master answers for those from what it knows.
+    fn handle_kill_task(&mut self, from: &Address, kill: KillTask, out: &mut Outbox<Agent>) {
+        if !self.fence(from, kill.term, out) {
+            return;
+        }
+        let key = (kill.framework, kill.task);
+        let Some(checkpoint) = self.durable.tasks.get(&key) else {
+            return;
+        };
+        if checkpoint.state.is_terminal() {
+            return;
+        }
+        out.act(AgentAction::KillTask {
+            framework: key.0,
+            executor: checkpoint.executor.clone(),
+            task: key.1,
         });
     }
 
@@ -1105,6 +1144,11 @@ impl Machine for Agent {
             Message::StatusAcknowledgement(acknowledgement) => {
                 let term = acknowledgement.term;
                 self.handle_acknowledgement(from, acknowledgement, out);
+                self.follow_newer_leader(from, term, out);
+            }
+            Message::KillTask(kill) => {
+                let term = kill.term;
+                self.handle_kill_task(from, kill, out);
                 self.follow_newer_leader(from, term, out);
             }
             // Not for agents: ignored.

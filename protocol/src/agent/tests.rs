@@ -8,7 +8,8 @@ use alloc::vec::Vec;
 use super::*;
 use crate::Command;
 use crate::ids::{AssignedId, UpdateId};
-use crate::message::{AgentRegistered, LeaderHint};
+use crate::message::{AgentRegistered, KillTask, LeaderHint};
+use crate::task::TaskCommand;
 use crate::test_support::{persisted, sent};
 
 type Commands = Vec<Command<AgentTimer, AgentRecord, AgentAction>>;
@@ -125,6 +126,7 @@ fn run_task(agent: &mut Agent, name: &str, executor_name: &str, resources: &str)
             executor: executor(executor_name),
             task: task(name),
             resources: Resources::parse(resources).expect("valid"),
+            command: TaskCommand::new("sleep 60").expect("valid"),
         })),
     )
 }
@@ -185,12 +187,14 @@ fn checkpoint_with_two_tasks() -> AgentDurable {
             executor: executor("e1"),
             task: task("t1"),
             resources: Resources::parse("cpus:1").expect("valid"),
+            command: TaskCommand::new("sleep 60").expect("valid"),
         },
         AgentRecord::TaskLaunched {
             framework: framework(),
             executor: executor("e2"),
             task: task("t2"),
             resources: Resources::parse("cpus:2").expect("valid"),
+            command: TaskCommand::new("sleep 60").expect("valid"),
         },
     ];
     for record in &records {
@@ -315,6 +319,7 @@ fn fencing_ignores_commands_of_a_lower_term_even_after_a_restart() {
             executor: executor("e9"),
             task: task("t9"),
             resources: Resources::parse("cpus:1").expect("valid"),
+            command: TaskCommand::new("sleep 60").expect("valid"),
         })),
     ];
     for message in stale.clone() {
@@ -694,6 +699,7 @@ fn a_checkpoint_that_needs_more_than_the_configuration_is_refused() {
             executor: executor("e3"),
             task: task("t3"),
             resources: Resources::parse("cpus:2").expect("valid"),
+            command: TaskCommand::new("sleep 60").expect("valid"),
         },
     );
     let mut out = Outbox::new();
@@ -835,4 +841,67 @@ fn an_unacknowledged_update_survives_a_restart_and_is_resent() {
     acknowledge(&mut restarted, 1, "t1", 0);
     let commands = report(&mut restarted, "t1", "e1", TaskState::Finished);
     assert_eq!(status_updates(&commands)[0].update, UpdateId(1));
+}
+
+fn kill(agent: &mut Agent, term: u64, name: &str) -> Commands {
+    deliver(
+        agent,
+        1,
+        Message::KillTask(KillTask {
+            term: Term(term),
+            framework: framework(),
+            task: task(name),
+        }),
+    )
+}
+
+#[test]
+fn a_kill_goes_to_the_task_s_executor_and_its_report_is_the_update() {
+    let mut agent = agent_running_one_task();
+    let commands = kill(&mut agent, 1, "t1");
+    assert_eq!(
+        commands,
+        vec![Command::Act(AgentAction::KillTask {
+            framework: framework(),
+            executor: executor("e1"),
+            task: task("t1"),
+        })]
+    );
+    let commands = report(&mut agent, "t1", "e1", TaskState::Killed);
+    assert_eq!(status_updates(&commands)[0].state, TaskState::Killed);
+}
+
+#[test]
+fn a_kill_of_an_unknown_or_finished_task_or_of_a_lower_term_changes_nothing() {
+    let mut agent = agent_running_one_task();
+    assert!(kill(&mut agent, 1, "t9").is_empty(), "unknown task");
+    let commands = kill(&mut agent, 0, "t1");
+    assert!(
+        commands
+            .iter()
+            .all(|command| matches!(command, Command::Note(_))),
+        "E3: a kill of a lower term is not obeyed"
+    );
+    report(&mut agent, "t1", "e1", TaskState::Finished);
+    assert!(kill(&mut agent, 1, "t1").is_empty(), "finished task");
+}
+
+#[test]
+fn a_launch_hands_the_command_and_resources_to_the_executor() {
+    let mut agent = registered_agent();
+    let commands = run_task(&mut agent, "t1", "e1", "cpus:1");
+    assert!(commands.contains(&Command::Act(AgentAction::LaunchTask {
+        framework: framework(),
+        executor: executor("e1"),
+        task: task("t1"),
+        resources: Resources::parse("cpus:1").expect("valid"),
+        command: TaskCommand::new("sleep 60").expect("valid"),
+    })));
+    assert_eq!(
+        agent.durable().tasks[&(framework(), task("t1"))]
+            .command
+            .as_str(),
+        "sleep 60",
+        "the command is checkpointed with the task"
+    );
 }

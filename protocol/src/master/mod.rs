@@ -805,6 +805,7 @@ impl Machine for Master {
             | Message::ShutdownAgent(_)
             | Message::LeaderChanged(_)
             | Message::RunTask(_)
+            | Message::KillTask(_)
             | Message::StatusAcknowledgement(_) => {}
         }
         self.check_invariants();
