@@ -149,6 +149,7 @@ pub mod message;
 pub mod note;
 pub mod registry;
 pub mod resources;
+pub mod scheduler;
 pub mod task;
 #[cfg(test)]
 mod test_support;

@@ -12,8 +12,10 @@ use serde::{Deserialize, Serialize};
 use crate::Address;
 use crate::allocator::Weight;
 use crate::bounded::BoundedVec;
-use crate::ids::{AgentId, BootId, ExecutorId, FrameworkId, Role, TaskId, Term, UpdateId};
-use crate::registry::{AgentInfo, LogIndex, Registry, RegistryEntry};
+use crate::ids::{
+    AgentId, BootId, ExecutorId, FrameworkId, OfferId, OperationId, Role, TaskId, Term, UpdateId,
+};
+use crate::registry::{AgentInfo, FrameworkInfo, LogIndex, Registry, RegistryEntry};
 use crate::resources::Resources;
 use crate::task::{TaskCommand, TaskState, TaskStatusReason};
 
@@ -21,6 +23,12 @@ use crate::task::{TaskCommand, TaskState, TaskStatusReason};
 pub const APPEND_ENTRIES_MAX: usize = 64;
 /// The most tasks one agent holds, and so reports when it re-registers.
 pub const AGENT_TASKS_MAX: usize = 4096;
+/// The most offers one [`Offers`] message carries, and one accept or decline names.
+pub const OFFERS_MAX: usize = 1024;
+/// The most operations one [`Accept`] carries.
+pub const OPERATIONS_MAX: usize = 256;
+/// The most tasks one [`Reconcile`] names.
+pub const RECONCILE_TASKS_MAX: usize = 4096;
 
 /// Every message of the protocol. It grows with the protocol's roles; each variant documents
 /// who sends it to whom. Large payloads are boxed, so that a message stays small to move.
@@ -74,6 +82,34 @@ pub enum Message {
     /// The leader to an agent: kill a task. The agent's executor kills it and the agent
     /// reports `KILLED` like any other update.
     KillTask(KillTask),
+    /// A scheduler to the leader: subscribe, as a new framework or (with its id) as the
+    /// framework's new scheduler (failover). Non-leaders answer with [`Message::LeaderHint`];
+    /// the leader answers [`Message::Subscribed`] once the framework is in the registry.
+    Subscribe(Box<Subscribe>),
+    /// The leader to a scheduler: you are subscribed as this framework.
+    Subscribed(Subscribed),
+    /// The leader to a framework's previous scheduler: another one subscribed in your place.
+    FrameworkReplaced(Subscribed),
+    /// The leader to a scheduler: resources offered to its framework.
+    Offers(Box<Offers>),
+    /// A scheduler to the leader: use these offers for these operations. What the operations
+    /// leave unused goes back to the pool.
+    Accept(Box<Accept>),
+    /// A scheduler to the leader: these offers are not wanted.
+    Decline(Box<Decline>),
+    /// The leader to a scheduler: a task's state, from its agent or from the master.
+    TaskStatus(Box<TaskStatus>),
+    /// A scheduler to the leader: this task status was received. The leader passes it on to
+    /// the agent, which then sends the task's next update.
+    Acknowledge(Acknowledge),
+    /// A scheduler to the leader: tell me the latest state of these tasks (all of mine if the
+    /// list is empty).
+    Reconcile(Box<Reconcile>),
+    /// A scheduler to the leader: kill this task.
+    Kill(Kill),
+    /// A scheduler to the leader: offers are wanted again (after an accept or decline that
+    /// suppressed them).
+    Revive(FrameworkId),
 }
 
 /// The messages of the masters' election and replicated log (Raft, with pre-vote and
@@ -287,6 +323,8 @@ pub struct TaskReport {
     pub executor: ExecutorId,
     /// The task.
     pub task: TaskId,
+    /// What it uses of the agent's resources.
+    pub resources: Resources,
     /// Its latest state on the agent (which may not have reached the master yet).
     pub state: TaskState,
     /// The update that reported `state`, while it is unacknowledged. An update the master
@@ -375,4 +413,167 @@ pub struct StatusAcknowledgement {
     pub task: TaskId,
     /// The update acknowledged.
     pub update: UpdateId,
+}
+
+/// A scheduler's subscription.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Subscribe {
+    /// The framework's id when the scheduler fails over to a framework that exists; `None` for
+    /// a new framework.
+    pub framework: Option<FrameworkId>,
+    /// Its name, role, principal and failover timeout.
+    pub info: FrameworkInfo,
+    /// The highest term the scheduler has seen; a master of a lower term cannot serve it.
+    pub highest_term: Term,
+    /// Whether the scheduler wants no offers for now (it has nothing to launch).
+    pub suppressed: bool,
+}
+
+/// The leader's answer to a subscription, or its notice that a subscription was replaced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Subscribed {
+    /// The leader's term (E3).
+    pub term: Term,
+    /// The framework.
+    pub framework: FrameworkId,
+}
+
+/// Resources offered to a framework.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Offers {
+    /// The leader's term (E3).
+    pub term: Term,
+    /// The framework offered to.
+    pub framework: FrameworkId,
+    /// The offers.
+    pub offers: BoundedVec<OfferInfo, OFFERS_MAX>,
+}
+
+/// One offer: resources of one agent.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct OfferInfo {
+    /// The offer's id, named when it is accepted or declined.
+    pub offer: OfferId,
+    /// The agent whose resources these are.
+    pub agent: AgentId,
+    /// The resources.
+    pub resources: Resources,
+}
+
+/// A scheduler's use of offers.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Accept {
+    /// The framework.
+    pub framework: FrameworkId,
+    /// The offers used, all of one agent.
+    pub offers: BoundedVec<OfferId, OFFERS_MAX>,
+    /// The operations, applied in order.
+    pub operations: BoundedVec<Operation, OPERATIONS_MAX>,
+    /// Whether the scheduler wants no more offers for now.
+    pub suppress: bool,
+}
+
+/// One operation of an [`Accept`].
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Operation {
+    /// Named by the framework, for feedback and so a retry is recognised (R5).
+    pub id: OperationId,
+    /// What to do.
+    pub kind: OperationKind,
+}
+
+/// What an operation does.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum OperationKind {
+    /// Launch a task.
+    Launch(TaskSpec),
+}
+
+/// A task to launch.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TaskSpec {
+    /// The task's id, unique within the framework.
+    pub task: TaskId,
+    /// The executor to run it in.
+    pub executor: ExecutorId,
+    /// What it uses, from the accepted offers.
+    pub resources: Resources,
+    /// What it runs.
+    pub command: TaskCommand,
+}
+
+/// A scheduler declines offers.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Decline {
+    /// The framework.
+    pub framework: FrameworkId,
+    /// The offers.
+    pub offers: BoundedVec<OfferId, OFFERS_MAX>,
+    /// Whether the scheduler wants no more offers for now.
+    pub suppress: bool,
+}
+
+/// Identifies a task status for its acknowledgement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum StatusSource {
+    /// An agent's status update, acknowledged to the agent through the leader.
+    Agent(UpdateId),
+    /// A state the master reports itself (`UNREACHABLE`, `GONE`, or a task's state again once
+    /// its agent is readmitted); acknowledged to the leader, which resends it until then.
+    Master,
+    /// An answer to a reconciliation: not acknowledged (ask again if it is lost).
+    Reconciliation,
+}
+
+/// A task's state, as the leader tells its framework.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TaskStatus {
+    /// The leader's term (E3).
+    pub term: Term,
+    /// The task's framework.
+    pub framework: FrameworkId,
+    /// The task.
+    pub task: TaskId,
+    /// Its agent, if known.
+    pub agent: Option<AgentId>,
+    /// Its state.
+    pub state: TaskState,
+    /// Why, when the state alone does not say.
+    pub reason: Option<TaskStatusReason>,
+    /// Where it comes from, which says how to acknowledge it.
+    pub source: StatusSource,
+}
+
+/// A scheduler's acknowledgement of a [`TaskStatus`].
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Acknowledge {
+    /// The framework.
+    pub framework: FrameworkId,
+    /// The task.
+    pub task: TaskId,
+    /// The task's agent, as the status named it.
+    pub agent: Option<AgentId>,
+    /// The task's state, as the status reported it.
+    pub state: TaskState,
+    /// The status's source.
+    pub source: StatusSource,
+}
+
+/// A scheduler asks for the latest state of its tasks.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Reconcile {
+    /// The framework.
+    pub framework: FrameworkId,
+    /// The tasks, each with the agent the scheduler last knew it on; empty for every task the
+    /// leader knows of the framework.
+    pub tasks: BoundedVec<(TaskId, Option<AgentId>), RECONCILE_TASKS_MAX>,
+}
+
+/// A scheduler asks to kill a task.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Kill {
+    /// The framework.
+    pub framework: FrameworkId,
+    /// The task.
+    pub task: TaskId,
 }

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::Address;
-use crate::ids::{AgentId, MasterId, Term};
+use crate::ids::{AgentId, FrameworkId, MasterId, Term};
 use crate::registry::LogIndex;
 
 /// Something worth a line in the operator's log.
@@ -46,6 +46,14 @@ pub enum Note {
     UnknownPeer {
         /// The address.
         peer: Address,
+    },
+    /// A scheduler named a framework this leader does not serve it as: unknown, removed,
+    /// with another role or principal, or subscribed from elsewhere.
+    UnknownFramework {
+        /// The scheduler's address.
+        peer: Address,
+        /// The framework named.
+        framework: FrameworkId,
     },
     /// The log up to `index` was replaced by a registry snapshot.
     Compacted {

@@ -10,13 +10,15 @@ use berth_protocol::Address;
 use berth_protocol::bounded::{BoundedVec, Name};
 use berth_protocol::frame::{FrameError, decode_frame, encode_frame};
 use berth_protocol::ids::{
-    AgentId, AssignedId, BootId, ExecutorId, FrameworkId, TaskId, Term, UpdateId,
+    AgentId, AssignedId, BootId, ExecutorId, FrameworkId, OfferId, OperationId, Principal, Role,
+    TaskId, Term, UpdateId,
 };
 use berth_protocol::message::{
-    AgentRegistered, KillTask, LeaderChanged, Message, Ping, Pong, RegisterAgent, ReregisterAgent,
-    RunTask, ShutdownAgent, StatusAcknowledgement, StatusUpdate, TaskReport,
+    Accept, AgentRegistered, KillTask, LeaderChanged, Message, Operation, OperationKind, Ping,
+    Pong, Reconcile, RegisterAgent, ReregisterAgent, RunTask, ShutdownAgent, StatusAcknowledgement,
+    StatusSource, StatusUpdate, Subscribe, TaskReport, TaskSpec, TaskStatus,
 };
-use berth_protocol::registry::AgentInfo;
+use berth_protocol::registry::{AgentInfo, FrameworkInfo};
 use berth_protocol::resources::Resources;
 use berth_protocol::task::{TaskCommand, TaskState, TaskStatusReason};
 
@@ -60,6 +62,7 @@ fn seed_messages(random: &mut SplitMix64) -> Vec<Message> {
                 framework: framework_id(random),
                 executor: ExecutorId::new("executor-1").expect("valid"),
                 task: TaskId::new("task-1").expect("valid"),
+                resources: Resources::parse("cpus:1;mem:64").expect("valid"),
                 state: TaskState::Running,
                 latest_update: Some(UpdateId(random.below(100))),
             }])
@@ -101,6 +104,53 @@ fn seed_messages(random: &mut SplitMix64) -> Vec<Message> {
             framework: framework_id(random),
             task: TaskId::new("task-1").expect("valid"),
         }),
+        Message::Subscribe(Box::new(Subscribe {
+            framework: Some(framework_id(random)),
+            info: FrameworkInfo {
+                name: Name::new("web").expect("valid"),
+                role: Role::new("web").expect("valid"),
+                principal: Principal::new("web").expect("valid"),
+                failover_timeout: core::time::Duration::from_secs(random.below(1_000_000)),
+            },
+            highest_term: Term(random.below(10)),
+            suppressed: false,
+        })),
+        Message::Accept(Box::new(Accept {
+            framework: framework_id(random),
+            offers: BoundedVec::from_vec(vec![OfferId(AssignedId {
+                term: Term(random.below(10)),
+                sequence: random.below(100),
+            })])
+            .expect("one offer"),
+            operations: BoundedVec::from_vec(vec![Operation {
+                id: OperationId::new("launch-1").expect("valid"),
+                kind: OperationKind::Launch(TaskSpec {
+                    task: TaskId::new("task-1").expect("valid"),
+                    executor: ExecutorId::new("executor-1").expect("valid"),
+                    resources: Resources::parse("cpus:0.5;mem:64").expect("valid"),
+                    command: TaskCommand::new("echo hello").expect("valid"),
+                }),
+            }])
+            .expect("one operation"),
+            suppress: true,
+        })),
+        Message::TaskStatus(Box::new(TaskStatus {
+            term: Term(random.below(10)),
+            framework: framework_id(random),
+            task: TaskId::new("task-1").expect("valid"),
+            agent: Some(agent_id(random)),
+            state: TaskState::Running,
+            reason: None,
+            source: StatusSource::Agent(UpdateId(random.below(100))),
+        })),
+        Message::Reconcile(Box::new(Reconcile {
+            framework: framework_id(random),
+            tasks: BoundedVec::from_vec(vec![(
+                TaskId::new("task-1").expect("valid"),
+                Some(agent_id(random)),
+            )])
+            .expect("one task"),
+        })),
     ]
 }
 

@@ -69,6 +69,16 @@ impl NoteLog {
                     );
                 }
             }
+            Note::UnknownFramework { peer, framework } => {
+                if let Some(held_back) = self.admit_warning(note) {
+                    tracing::warn!(
+                        %peer,
+                        %framework,
+                        held_back,
+                        "refused a scheduler's request for a framework it does not hold"
+                    );
+                }
+            }
             Note::AgentAdmitted { agent, address } => {
                 tracing::info!(%agent, %address, "admitted a new agent");
             }

@@ -153,6 +153,25 @@ pub struct AgentConfig {
     status_retry_max: Duration,
     executor_reregister_timeout: Duration,
     leader_silence_timeout: Duration,
+    mutation: Option<AgentMutation>,
+}
+
+/// Deliberately broken agent variants, to show that the model checker catches each bug.
+/// Only the `mutations` feature (for the checker's own tests) can set one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AgentMutation {
+    /// A status update is sent without being persisted (A2: a restart reuses its id for
+    /// another state, or loses it).
+    UpdateNotPersisted,
+    /// A status update counts as acknowledged once sent (A2: a lost update leaves a gap).
+    AcknowledgeOnSend,
+    /// A reconnecting executor's tasks are forgotten (A3).
+    ForgetReconnectedTasks,
+    /// Executors that miss the re-registration window are reported failed without being
+    /// destroyed first (A1).
+    FailWithoutDestroy,
+    /// Commands of a lower term than the highest seen are obeyed (E3).
+    ObeyLowerTerm,
 }
 
 impl AgentConfig {
@@ -180,7 +199,23 @@ impl AgentConfig {
             status_retry_max: STATUS_RETRY_MAX_DEFAULT,
             executor_reregister_timeout: EXECUTOR_REREGISTER_TIMEOUT_DEFAULT,
             leader_silence_timeout: LEADER_SILENCE_TIMEOUT_DEFAULT,
+            mutation: None,
         })
+    }
+
+    /// On another host boot: what a host reboot changes.
+    #[must_use]
+    pub fn with_boot_id(mut self, boot_id: BootId) -> Self {
+        self.boot_id = boot_id;
+        self
+    }
+
+    /// Switches on a seeded bug, for the model checker's tests.
+    #[cfg(feature = "mutations")]
+    #[must_use]
+    pub fn with_mutation(mut self, mutation: AgentMutation) -> Self {
+        self.mutation = Some(mutation);
+        self
     }
 
     /// With another wait between registration attempts.
@@ -383,6 +418,15 @@ pub enum AgentAction {
         /// The task.
         task: TaskId,
     },
+    /// Kill an executor and every task it runs at once, without its cooperation (it did not
+    /// reconnect in time). The node finishes this before it executes anything after it in
+    /// the outbox: the tasks' terminal updates follow it (A1).
+    DestroyExecutor {
+        /// Its framework.
+        framework: FrameworkId,
+        /// The executor.
+        executor: ExecutorId,
+    },
     /// Stop an executor and every task it runs.
     ShutdownExecutor {
         /// Its framework.
@@ -463,7 +507,16 @@ impl Agent {
     /// through the same `apply` that recovery uses.
     fn record(&mut self, record: AgentRecord, out: &mut Outbox<Agent>) {
         durable::apply(&mut self.durable, &record);
-        out.persist(record);
+        let skip = self.mutated(AgentMutation::UpdateNotPersisted)
+            && matches!(record, AgentRecord::Update { .. });
+        if !skip {
+            out.persist(record);
+        }
+    }
+
+    /// Whether the seeded bug `mutation` is switched on (never, outside the checker's tests).
+    fn mutated(&self, mutation: AgentMutation) -> bool {
+        self.config.mutation == Some(mutation)
     }
 
     /// The resources the tasks not yet terminal use.
@@ -481,7 +534,7 @@ impl Agent {
     /// anything the command causes.
     fn fence(&mut self, from: &Address, term: Term, out: &mut Outbox<Agent>) -> bool {
         let highest = self.durable.highest_term;
-        if term < highest {
+        if term < highest && !self.mutated(AgentMutation::ObeyLowerTerm) {
             out.note(Note::StaleTerm {
                 peer: from.clone(),
                 term,
@@ -514,6 +567,7 @@ impl Agent {
                 framework: *framework,
                 executor: checkpoint.executor.clone(),
                 task: task.clone(),
+                resources: checkpoint.resources.clone(),
                 state: checkpoint.state,
                 latest_update: checkpoint.unacknowledged.last().map(|update| update.update),
             })
@@ -623,7 +677,18 @@ impl Agent {
         let Some(update) = self.oldest_update(agent, &key) else {
             return;
         };
-        out.send(leader.clone(), Message::StatusUpdate(update));
+        out.send(leader.clone(), Message::StatusUpdate(update.clone()));
+        if self.mutated(AgentMutation::AcknowledgeOnSend) {
+            self.record(
+                AgentRecord::Acknowledged {
+                    framework: key.0,
+                    task: key.1.clone(),
+                    update: update.update,
+                },
+                out,
+            );
+            return self.send_oldest_update(key, backoff, out);
+        }
         out.set_timer(
             AgentTimer::StatusRetry {
                 framework: key.0,
@@ -698,6 +763,14 @@ impl Agent {
         };
         let missing: Vec<(FrameworkId, ExecutorId)> = awaiting.iter().cloned().collect();
         for executor in &missing {
+            // It may still run, cut off from the agent: it dies before its tasks are
+            // reported failed, never after (A1).
+            if !self.mutated(AgentMutation::FailWithoutDestroy) {
+                out.act(AgentAction::DestroyExecutor {
+                    framework: executor.0,
+                    executor: executor.1.clone(),
+                });
+            }
             for key in self.tasks_of(executor) {
                 self.new_state(
                     key,
@@ -965,6 +1038,11 @@ impl Agent {
             return;
         }
         let done = awaiting.is_empty();
+        if self.mutated(AgentMutation::ForgetReconnectedTasks) {
+            for key in self.tasks_of(&executor) {
+                self.durable.tasks.remove(&key);
+            }
+        }
         // A task the checkpoint gives this executor but that it no longer runs ended while
         // the agent was down; its exit was not seen.
         for key in self.tasks_of(&executor) {
@@ -1161,7 +1239,18 @@ impl Machine for Agent {
             | Message::StateReport(_)
             | Message::RegisterAgent(_)
             | Message::ReregisterAgent(_)
-            | Message::StatusUpdate(_) => {}
+            | Message::StatusUpdate(_)
+            | Message::Subscribe(_)
+            | Message::Subscribed(_)
+            | Message::FrameworkReplaced(_)
+            | Message::Offers(_)
+            | Message::Accept(_)
+            | Message::Decline(_)
+            | Message::Revive(_)
+            | Message::TaskStatus(_)
+            | Message::Acknowledge(_)
+            | Message::Reconcile(_)
+            | Message::Kill(_) => {}
         }
         self.check_invariants();
     }

@@ -16,9 +16,9 @@
 //!   `max_missed_pings` consecutive pings without an answer it proposes
 //!   [`RegistryEntry::AgentUnreachable`], and once that commits the agent's tasks become
 //!   `UNREACHABLE`.
-//! * **Status updates.** The leader records each task's latest state and acknowledges the
-//!   update to the agent. Once frameworks exist, the acknowledgement will come from the
-//!   task's framework through the leader instead.
+//! * **Status updates.** The leader records each task's latest state and passes the update to
+//!   the task's framework; the framework's acknowledgement comes back to the agent through
+//!   the leader ([`frameworks`](super::frameworks)).
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -27,10 +27,11 @@ use super::{ElectionRole, Master, MasterTimer, Waiter};
 use crate::ids::{AgentId, ExecutorId, FrameworkId, IdSequence, TaskId, UpdateId};
 use crate::message::{
     AGENT_TASKS_MAX, AgentRegistered, LeaderChanged, Message, Ping, Pong, RegisterAgent,
-    ReregisterAgent, ShutdownAgent, StatusAcknowledgement, StatusUpdate,
+    ReregisterAgent, ShutdownAgent, StatusUpdate,
 };
 use crate::note::Note;
 use crate::registry::{AgentStatus, LogIndex, RegistryEntry};
+use crate::resources::Resources;
 use crate::task::{TaskState, TaskStatusReason};
 use crate::{Address, DurationRange, Outbox};
 
@@ -44,13 +45,12 @@ pub struct AgentDirectory {
     /// The source of new agents' ids, in the leader's term.
     ids: IdSequence,
     /// Per admitted agent: its tasks and its health.
-    agents: BTreeMap<AgentId, AgentView>,
+    pub(super) agents: BTreeMap<AgentId, AgentView>,
     /// Updates the master generated itself (`UNREACHABLE`, and the state a task resumes in
     /// when its agent is readmitted), by task: the latest per task. They are kept for the
     /// frameworks, which will receive them until they acknowledge them; frameworks do not
-    /// exist yet in the protocol, so nothing delivers them. At most
     /// [`GENERATED_UPDATES_MAX`].
-    generated: BTreeMap<(FrameworkId, TaskId), GeneratedUpdate>,
+    pub(super) generated: BTreeMap<(FrameworkId, TaskId), GeneratedUpdate>,
     /// Whether the ping timer is armed.
     pinging: bool,
 }
@@ -80,6 +80,9 @@ impl AgentDirectory {
 /// What the leader knows of one agent.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct AgentView {
+    /// Whether the agent registered or re-registered with this leader, so that its tasks
+    /// are known and its resources can be offered.
+    pub registered: bool,
     /// Its tasks, with their latest known states.
     pub tasks: BTreeMap<(FrameworkId, TaskId), TaskView>,
     /// The sequence number of the last ping sent.
@@ -100,13 +103,15 @@ pub struct TaskView {
     /// The id of the newest update recorded for it, if known: an update with this id or a
     /// lower one is a resend of an older state.
     pub update: Option<UpdateId>,
+    /// What it uses of the agent's resources.
+    pub resources: Resources,
 }
 
 /// A status update the master generated itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct GeneratedUpdate {
-    /// The task's agent.
-    pub agent: AgentId,
+    /// The task's agent, if the task reached one.
+    pub agent: Option<AgentId>,
     /// The state reported.
     pub state: TaskState,
     /// Why.
@@ -120,6 +125,15 @@ impl Master {
             ElectionRole::Leader(leader) => Some(&leader.agents),
             _ => None,
         }
+    }
+
+    pub(super) fn agents_mut(&mut self) -> Option<&mut AgentDirectory> {
+        self.directory_mut()
+    }
+
+    /// The leader's views of its agents, to record a launch in.
+    pub(super) fn directory_mut_for_launch(&mut self) -> Option<&mut BTreeMap<AgentId, AgentView>> {
+        self.directory_mut().map(|directory| &mut directory.agents)
     }
 
     fn directory_mut(&mut self) -> Option<&mut AgentDirectory> {
@@ -203,9 +217,9 @@ impl Master {
         let (agent, entry) = match existing {
             Some(agent) => {
                 // A new agent holds no tasks, whatever an earlier registration left.
-                if let Some(view) = directory.agents.get_mut(&agent) {
-                    view.tasks.clear();
-                }
+                let view = directory.agents.entry(agent).or_default();
+                view.tasks.clear();
+                view.registered = true;
                 (agent, None)
             }
             None => {
@@ -270,6 +284,7 @@ impl Master {
                         executor: Some(report.executor),
                         state: report.state,
                         update: report.latest_update,
+                        resources: report.resources,
                     },
                 )
             })
@@ -278,6 +293,7 @@ impl Master {
             directory.agents.insert(
                 agent,
                 AgentView {
+                    registered: true,
                     tasks,
                     ..AgentView::default()
                 },
@@ -293,7 +309,8 @@ impl Master {
         );
     }
 
-    /// An agent reports a task's new state: record it, then acknowledge it.
+    /// An agent reports a task's new state: record it and pass it to the task's framework,
+    /// whose acknowledgement comes back through the leader.
     pub(super) fn handle_status_update(
         &mut self,
         from: &Address,
@@ -308,13 +325,18 @@ impl Master {
             .registry
             .agents()
             .get(&update.agent)
-            .is_some_and(|record| record.status == AgentStatus::Admitted);
-        let term = self.term();
+            .is_some_and(|record| {
+                record.status == AgentStatus::Admitted && record.address == *from
+            });
         let Some(directory) = self.directory_mut() else {
             return;
         };
         // Until the agent (re-)registers with this leader, its updates wait on the agent.
-        let Some(view) = directory.agents.get_mut(&update.agent).filter(|_| admitted) else {
+        let Some(view) = directory
+            .agents
+            .get_mut(&update.agent)
+            .filter(|view| admitted && view.registered)
+        else {
             return;
         };
         let key = (update.framework, update.task.clone());
@@ -336,20 +358,18 @@ impl Master {
             executor: None,
             state: update.state,
             update: None,
+            resources: Resources::new(),
         });
+        let ended = !task.state.is_terminal() && update.state.is_terminal();
         if task.update.is_none_or(|recorded| update.update > recorded) {
             task.state = update.state;
             task.update = Some(update.update);
         }
-        out.send(
-            from.clone(),
-            Message::StatusAcknowledgement(StatusAcknowledgement {
-                term,
-                framework: update.framework,
-                task: update.task,
-                update: update.update,
-            }),
-        );
+        self.forward_status(update, out);
+        if ended {
+            // Its resources are free again.
+            self.allocate_offers(out);
+        }
     }
 
     /// An agent answers a ping.
@@ -425,6 +445,7 @@ impl Master {
         if appended {
             self.replicate_all(out);
         }
+        self.framework_round(out);
         out.set_timer(
             MasterTimer::AgentPing,
             DurationRange::fixed(self.config.agent_ping_interval),
@@ -447,32 +468,50 @@ impl Master {
                             address: address.clone(),
                         });
                     }
+                    // An admission of this leader's own term is a new agent, with no tasks.
+                    let own_term = self.log().term_at(*index) == Some(self.term());
                     if let Some(directory) = self.directory_mut() {
-                        directory.agents.entry(*agent).or_default();
+                        let view = directory.agents.entry(*agent).or_default();
+                        view.registered |= own_term;
                     }
                     self.arm_agent_pings(out);
                 }
                 RegistryEntry::AgentReadmitted { agent, .. } => {
-                    self.agent_tasks_resume(*agent);
+                    self.agent_tasks_resume(*agent, out);
                     self.arm_agent_pings(out);
                 }
                 RegistryEntry::AgentUnreachable { agent } => {
+                    self.rescind_offers_of(*agent);
                     self.agent_tasks_change(
                         *agent,
                         TaskState::Unreachable,
                         TaskStatusReason::AgentUnreachable,
+                        out,
                     );
                 }
                 RegistryEntry::AgentGone { agent } => {
-                    self.agent_tasks_change(*agent, TaskState::Gone, TaskStatusReason::AgentGone);
+                    self.rescind_offers_of(*agent);
+                    self.agent_tasks_change(
+                        *agent,
+                        TaskState::Gone,
+                        TaskStatusReason::AgentGone,
+                        out,
+                    );
                 }
                 _ => {}
             }
         }
     }
 
-    /// The agent's tasks not yet terminal reach `state`, an update the master generates.
-    fn agent_tasks_change(&mut self, agent: AgentId, state: TaskState, reason: TaskStatusReason) {
+    /// The agent's tasks not yet terminal reach `state`, an update the master generates and
+    /// sends to each task's framework until acknowledged.
+    fn agent_tasks_change(
+        &mut self,
+        agent: AgentId,
+        state: TaskState,
+        reason: TaskStatusReason,
+        out: &mut Outbox<Master>,
+    ) {
         let Some(directory) = self.directory_mut() else {
             return;
         };
@@ -481,43 +520,40 @@ impl Master {
         };
         view.awaiting_pong = false;
         view.missed_pings = 0;
+        let mut changed = Vec::new();
         for (key, task) in &mut view.tasks {
             if !task.state.is_terminal() {
                 task.state = state;
-                if directory.generated.len() >= GENERATED_UPDATES_MAX
-                    && !directory.generated.contains_key(key)
-                {
-                    continue;
-                }
-                directory.generated.insert(
-                    key.clone(),
-                    GeneratedUpdate {
-                        agent,
-                        state,
-                        reason: Some(reason),
-                    },
-                );
+                changed.push(key.clone());
             }
+        }
+        for (framework, task) in changed {
+            self.generate_status(framework, task, Some(agent), state, reason, out);
         }
     }
 
     /// A readmitted agent's tasks resume: the frameworks that were told `UNREACHABLE` are
     /// told the state the agent reported.
-    fn agent_tasks_resume(&mut self, agent: AgentId) {
+    fn agent_tasks_resume(&mut self, agent: AgentId, out: &mut Outbox<Master>) {
         let Some(directory) = self.directory_mut() else {
             return;
         };
         let Some(view) = directory.agents.get(&agent) else {
             return;
         };
+        let mut resumed = Vec::new();
         for (key, task) in &view.tasks {
             if let Some(generated) = directory.generated.get_mut(key)
-                && generated.agent == agent
+                && generated.agent == Some(agent)
                 && generated.state == TaskState::Unreachable
             {
                 generated.state = task.state;
                 generated.reason = None;
+                resumed.push(key.clone());
             }
+        }
+        for (framework, task) in resumed {
+            self.send_generated_status(framework, &task, out);
         }
     }
 }

@@ -11,7 +11,8 @@ use crate::bounded::{BoundedVec, Name};
 use crate::ids::{AssignedId, BootId, MasterId, Term};
 use crate::master::{MasterConfig, MasterDurable, MasterRecord};
 use crate::message::{
-    AppendEntries, AppendReply, ElectionMessage, LeaderHint, LogEntry, TaskReport, VoteReply,
+    Acknowledge, AppendEntries, AppendReply, ElectionMessage, LeaderHint, LogEntry,
+    StatusAcknowledgement, StatusSource, TaskReport, TaskStatus, VoteReply,
 };
 use crate::registry::AgentInfo;
 use crate::resources::Resources;
@@ -47,11 +48,48 @@ fn agent_id(term: u64) -> AgentId {
     })
 }
 
+/// The first framework a leader of term 1 registers.
 fn framework() -> FrameworkId {
     FrameworkId(AssignedId {
         term: Term(1),
-        sequence: 9,
+        sequence: 0,
     })
+}
+
+fn scheduler_address() -> Address {
+    Address::new("s1").expect("valid")
+}
+
+fn framework_info() -> crate::registry::FrameworkInfo {
+    crate::registry::FrameworkInfo {
+        name: Name::new("web").expect("valid"),
+        role: crate::ids::Role::new("web").expect("valid"),
+        principal: crate::ids::Principal::new("web").expect("valid"),
+        failover_timeout: core::time::Duration::from_secs(60),
+    }
+}
+
+/// Subscribes the scheduler at `s1` as [`framework`]; returns what the subscription sent.
+fn subscribe(master: &mut Master) -> Commands {
+    let commands = deliver(
+        master,
+        &scheduler_address(),
+        Message::Subscribe(Box::new(crate::message::Subscribe {
+            framework: None,
+            info: framework_info(),
+            highest_term: Term(0),
+            suppressed: true,
+        })),
+    );
+    assert!(
+        sent_to(&commands, &scheduler_address()).contains(&Message::Subscribed(
+            crate::message::Subscribed {
+                term: Term(1),
+                framework: framework(),
+            }
+        ))
+    );
+    commands
 }
 
 fn task() -> TaskId {
@@ -121,6 +159,7 @@ fn reregister(agent: AgentId, state: TaskState) -> Message {
             framework: framework(),
             executor: ExecutorId::new("e1").expect("valid"),
             task: task(),
+            resources: Resources::parse("cpus:1").expect("valid"),
             state,
             latest_update: None,
         }])
@@ -308,12 +347,41 @@ fn a_lone_leader_persists_the_admission_before_answering() {
 }
 
 #[test]
-fn status_updates_are_recorded_and_acknowledged() {
+fn status_updates_go_to_the_framework_and_its_acknowledgement_to_the_agent() {
     let mut master = lone_leader_with_agent();
+    subscribe(&mut master);
     let commands = deliver(
         &mut master,
         &agent_address(),
         status_update(agent_id(1), TaskState::Running, 0),
+    );
+    let status = TaskStatus {
+        term: Term(1),
+        framework: framework(),
+        task: task(),
+        agent: Some(agent_id(1)),
+        state: TaskState::Running,
+        reason: None,
+        source: StatusSource::Agent(UpdateId(0)),
+    };
+    assert!(
+        sent_to(&commands, &agent_address()).is_empty(),
+        "only the framework acknowledges"
+    );
+    assert_eq!(
+        sent_to(&commands, &scheduler_address()),
+        [Message::TaskStatus(Box::new(status))]
+    );
+    let commands = deliver(
+        &mut master,
+        &scheduler_address(),
+        Message::Acknowledge(Acknowledge {
+            framework: framework(),
+            task: task(),
+            agent: Some(agent_id(1)),
+            state: TaskState::Running,
+            source: StatusSource::Agent(UpdateId(0)),
+        }),
     );
     assert_eq!(
         sent_to(&commands, &agent_address()),
@@ -329,14 +397,14 @@ fn status_updates_are_recorded_and_acknowledged() {
         &agent_address(),
         status_update(agent_id(1), TaskState::Finished, 1),
     );
-    // A resend of the older update (its acknowledgement was lost) is acknowledged again but
+    // A resend of the older update (its acknowledgement was lost) is passed on again but
     // does not move the task back.
     let commands = deliver(
         &mut master,
         &agent_address(),
         status_update(agent_id(1), TaskState::Running, 0),
     );
-    assert_eq!(sent_to(&commands, &agent_address()).len(), 1);
+    assert_eq!(sent_to(&commands, &scheduler_address()).len(), 1);
     let view = &master.agent_directory().expect("leads").agents()[&agent_id(1)];
     assert_eq!(
         view.tasks[&(framework(), task())].state,
@@ -423,7 +491,7 @@ fn an_agent_that_misses_its_pings_is_marked_unreachable_with_its_tasks() {
     assert_eq!(
         directory.generated()[&key],
         GeneratedUpdate {
-            agent: agent_id(1),
+            agent: Some(agent_id(1)),
             state: TaskState::Unreachable,
             reason: Some(TaskStatusReason::AgentUnreachable),
         }

@@ -286,6 +286,7 @@ impl Master {
             active: BTreeSet::new(),
             pending: BTreeMap::new(),
             agents: AgentDirectory::new(IdSequence::new(self.term())),
+            frameworks: super::FrameworkDirectory::new(IdSequence::new(self.term())),
         });
         out.note(Note::BecameLeader { term: self.term() });
         let appended = self.append(RegistryEntry::Noop, out);

@@ -65,15 +65,42 @@
 //!   after `max_missed_pings` (default 5) unanswered pings in a row it proposes
 //!   `AgentUnreachable`, and once that commits the agent's tasks become `UNREACHABLE`,
 //!   kept as master-generated updates for the frameworks.
-//! * **Status updates.** The leader records each task's latest state and acknowledges the
-//!   update to the agent. Once frameworks exist, the acknowledgement comes from the task's
-//!   framework, through the leader.
+//! * **Status updates.** The leader records each task's latest state and passes the update
+//!   to the task's framework; the framework's acknowledgement reaches the agent through the
+//!   leader, and only then does the agent send the task's next update.
+//!
+//! # Frameworks
+//!
+//! The framework-facing part (the scheduler's side is in [`crate::scheduler`]): subscription
+//! and failover, offers from the [allocator](crate::allocator), launches, acknowledgements,
+//! reconciliation and kills. See `frameworks.rs` for the rules; in short:
+//!
+//! ```text
+//!  scheduler                 leader                              agent
+//!    | Subscribe               |                                   |
+//!    |------------------------>| FrameworkRegistered, committed    |
+//!    |  Subscribed{t, f}       |                                   |
+//!    |<------------------------|                                   |
+//!    |  Offers{o: cpus:4}      | allocate (DRF)                    |
+//!    |<------------------------|                                   |
+//!    | PERSIST Launched(t1)    |                                   |
+//!    | Accept{o, Launch t1}    |                                   |
+//!    |------------------------>|  RunTask{t, t1, command}          |
+//!    |                         |---------------------------------->| PERSIST TaskLaunched
+//!    |                         |  StatusUpdate{t1 RUNNING, #0}     | PERSIST Update #0
+//!    |  TaskStatus{RUNNING,#0} |<----------------------------------|
+//!    |<------------------------|                                   |
+//!    | Acknowledge{#0}         |                                   |
+//!    |------------------------>|  StatusAcknowledgement{#0}        |
+//!    |                         |---------------------------------->| next update, if any
+//! ```
 //!
 //! Every message the leader sends an agent carries its term, so an agent can fence off a
 //! deposed leader (E3).
 
 mod agents;
 mod election;
+mod frameworks;
 mod log;
 
 use alloc::collections::{BTreeMap, BTreeSet};
@@ -84,6 +111,7 @@ use core::fmt;
 use core::time::Duration;
 
 pub use agents::{AgentDirectory, AgentView, GENERATED_UPDATES_MAX, GeneratedUpdate, TaskView};
+pub use frameworks::{FrameworkDirectory, FrameworkView, OutstandingOffer};
 pub use log::{LOG_ENTRIES_MAX, MasterDurable, MasterRecord, RaftLog};
 
 use crate::ids::{MasterId, Term};
@@ -347,6 +375,8 @@ pub struct LeaderState {
     pending: BTreeMap<LogIndex, Vec<Waiter>>,
     /// What it knows of the agents (soft state).
     agents: AgentDirectory,
+    /// What it knows of the frameworks and their offers (soft state).
+    frameworks: FrameworkDirectory,
 }
 
 /// Someone waiting for a log index to commit before the leader answers.
@@ -644,6 +674,9 @@ impl Master {
                 self.answer(waiter, out);
             }
         }
+        if !committed.is_empty() {
+            self.allocate_offers(out);
+        }
         self.compact_if_due(out);
     }
 
@@ -795,6 +828,13 @@ impl Machine for Master {
             }
             Message::StatusUpdate(update) => self.handle_status_update(from, update, out),
             Message::Pong(pong) => self.handle_pong(from, pong),
+            Message::Subscribe(subscribe) => self.handle_subscribe(from, *subscribe, out),
+            Message::Accept(accept) => self.handle_accept(from, *accept, out),
+            Message::Decline(decline) => self.handle_decline(from, *decline, out),
+            Message::Revive(framework) => self.handle_revive(from, framework, out),
+            Message::Acknowledge(acknowledge) => self.handle_acknowledge(from, acknowledge, out),
+            Message::Reconcile(reconcile) => self.handle_reconcile(from, *reconcile, out),
+            Message::Kill(kill) => self.handle_kill(from, kill, out),
             // Not for masters, or not from a peer a master listens to: ignored.
             Message::Ping(_)
             | Message::LeaderHint(_)
@@ -806,7 +846,11 @@ impl Machine for Master {
             | Message::LeaderChanged(_)
             | Message::RunTask(_)
             | Message::KillTask(_)
-            | Message::StatusAcknowledgement(_) => {}
+            | Message::StatusAcknowledgement(_)
+            | Message::Subscribed(_)
+            | Message::FrameworkReplaced(_)
+            | Message::Offers(_)
+            | Message::TaskStatus(_) => {}
         }
         self.check_invariants();
     }

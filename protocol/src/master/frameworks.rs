@@ -1,0 +1,800 @@
+//! The leader's framework-facing part: subscriptions, offers, launches, task statuses,
+//! acknowledgements, reconciliation and kills. Like the agent directory, everything here is
+//! soft state of the leader except the framework records of the registry, and a new leader
+//! rebuilds it from subscriptions and re-registrations.
+//!
+//! * **Subscription.** A new framework is registered with a `FrameworkRegistered` entry and
+//!   hears its id once the entry commits. A subscription with an existing id is a failover:
+//!   the previous scheduler hears [`Message::FrameworkReplaced`]; statuses and offers go to
+//!   the new one.
+//! * **Offers.** After every commit, every launch and every acknowledged end of a task, the
+//!   leader runs the [allocator](crate::allocator) over the agents registered with it (their
+//!   totals, less their tasks and outstanding offers) and the frameworks that want offers.
+//!   An offer is outstanding until it is accepted or declined, or its agent becomes
+//!   unreachable.
+//! * **Launch.** An accept names offers of one agent and operations. A launch whose task id
+//!   is new to the framework and whose resources the offers still hold becomes a `RunTask`
+//!   to the agent; any other fails with a status the master generates (`ERROR`, or `DROPPED`
+//!   if the offers are not outstanding). What is left returns to the pool.
+//! * **Statuses (A2).** An agent's update is recorded and passed to the framework's
+//!   scheduler; the scheduler's acknowledgement is passed back to the agent, which only then
+//!   sends the task's next update. States the master generates (`UNREACHABLE`, `DROPPED`,
+//!   `ERROR`, a task's state again after its agent is readmitted) are sent with every ping
+//!   round until acknowledged. After a master failover, reconciliation answers from the
+//!   registry: a task on an agent the registry marks unreachable is `UNREACHABLE`.
+
+use alloc::boxed::Box;
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::vec::Vec;
+
+use super::{ElectionRole, Master, Waiter};
+use crate::allocator::{AgentResources, Cluster, FrameworkDemand, allocate};
+use crate::bounded::BoundedVec;
+use crate::ids::{AgentId, FrameworkId, IdSequence, OfferId, TaskId};
+use crate::message::{
+    Accept, Acknowledge, Decline, Kill, KillTask, Message, OFFERS_MAX, OfferInfo, Offers,
+    OperationKind, Ping, Reconcile, RunTask, StatusAcknowledgement, StatusSource, StatusUpdate,
+    Subscribe, Subscribed, TaskStatus,
+};
+use crate::note::Note;
+use crate::registry::{AgentStatus, RegistryEntry};
+use crate::resources::Resources;
+use crate::task::{TaskState, TaskStatusReason};
+use crate::{Address, Outbox};
+
+use super::agents::{GENERATED_UPDATES_MAX, GeneratedUpdate, TaskView};
+
+/// The leader's soft state about frameworks and offers.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FrameworkDirectory {
+    /// The source of new frameworks' and offers' ids, in the leader's term.
+    ids: IdSequence,
+    /// Per framework with a scheduler subscribed to this leader.
+    frameworks: BTreeMap<FrameworkId, FrameworkView>,
+    /// The outstanding offers.
+    offers: BTreeMap<OfferId, OutstandingOffer>,
+    /// The next ping sent to schedulers.
+    ping: u64,
+}
+
+impl FrameworkDirectory {
+    pub(super) fn new(ids: IdSequence) -> FrameworkDirectory {
+        FrameworkDirectory {
+            ids,
+            frameworks: BTreeMap::new(),
+            offers: BTreeMap::new(),
+            ping: 0,
+        }
+    }
+
+    /// The frameworks whose schedulers subscribed to this leader.
+    pub fn frameworks(&self) -> &BTreeMap<FrameworkId, FrameworkView> {
+        &self.frameworks
+    }
+
+    /// The outstanding offers.
+    pub fn offers(&self) -> &BTreeMap<OfferId, OutstandingOffer> {
+        &self.offers
+    }
+}
+
+/// What the leader knows of one framework's scheduler.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FrameworkView {
+    /// Where its scheduler is.
+    pub scheduler: Address,
+    /// Whether it asked for no offers (its queue is empty).
+    pub suppressed: bool,
+}
+
+/// An offer the framework has not answered yet.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct OutstandingOffer {
+    /// Offered to.
+    pub framework: FrameworkId,
+    /// Of this agent.
+    pub agent: AgentId,
+    /// The resources.
+    pub resources: Resources,
+}
+
+impl Master {
+    /// The leader's framework directory; `None` on a master that does not lead.
+    pub fn framework_directory(&self) -> Option<&FrameworkDirectory> {
+        match &self.role {
+            ElectionRole::Leader(leader) => Some(&leader.frameworks),
+            _ => None,
+        }
+    }
+
+    fn frameworks_mut(&mut self) -> Option<&mut FrameworkDirectory> {
+        match &mut self.role {
+            ElectionRole::Leader(leader) => Some(&mut leader.frameworks),
+            _ => None,
+        }
+    }
+
+    /// The scheduler of `framework`, if it subscribed to this leader.
+    fn scheduler_of(&self, framework: FrameworkId) -> Option<&Address> {
+        self.framework_directory()?
+            .frameworks
+            .get(&framework)
+            .map(|view| &view.scheduler)
+    }
+
+    /// Whether `from` is the subscribed scheduler of `framework`.
+    fn is_scheduler(&self, from: &Address, framework: FrameworkId) -> bool {
+        self.scheduler_of(framework) == Some(from)
+    }
+
+    /// A scheduler subscribes, as a new framework or as a framework's new scheduler.
+    pub(super) fn handle_subscribe(
+        &mut self,
+        from: &Address,
+        subscribe: Subscribe,
+        out: &mut Outbox<Master>,
+    ) {
+        if !self.is_leader() || subscribe.highest_term > self.term() {
+            self.send_leader_hint(from, out);
+            return;
+        }
+        let term = self.term();
+        let latest = self.latest_registry();
+        let (framework, entry) = match subscribe.framework {
+            Some(framework) => {
+                let Some(record) = latest.frameworks().get(&framework) else {
+                    out.note(Note::UnknownFramework {
+                        peer: from.clone(),
+                        framework,
+                    });
+                    return;
+                };
+                if record.info.role != subscribe.info.role
+                    || record.info.principal != subscribe.info.principal
+                {
+                    out.note(Note::UnknownFramework {
+                        peer: from.clone(),
+                        framework,
+                    });
+                    return;
+                }
+                let entry = record
+                    .disconnected_since
+                    .map(|_| RegistryEntry::FrameworkReconnected { framework });
+                (framework, entry)
+            }
+            None => {
+                // A retried subscription (its answer was lost) finds its framework.
+                let Some(directory) = self.frameworks_mut() else {
+                    return;
+                };
+                let retried = directory
+                    .frameworks
+                    .iter()
+                    .find(|(framework, view)| {
+                        view.scheduler == *from
+                            && latest
+                                .frameworks()
+                                .get(framework)
+                                .is_some_and(|record| record.info == subscribe.info)
+                    })
+                    .map(|(framework, _)| *framework);
+                match retried {
+                    Some(framework) => (framework, None),
+                    None => {
+                        let framework = FrameworkId(directory.ids.next_id());
+                        let entry = RegistryEntry::FrameworkRegistered {
+                            framework,
+                            info: subscribe.info,
+                        };
+                        (framework, Some(entry))
+                    }
+                }
+            }
+        };
+        let Some(directory) = self.frameworks_mut() else {
+            return;
+        };
+        let previous = directory.frameworks.insert(
+            framework,
+            FrameworkView {
+                scheduler: from.clone(),
+                suppressed: subscribe.suppressed,
+            },
+        );
+        if let Some(previous) = previous
+            && previous.scheduler != *from
+        {
+            // Failover: the old scheduler stops; its offers are void.
+            directory
+                .offers
+                .retain(|_, offer| offer.framework != framework);
+            out.send(
+                previous.scheduler,
+                Message::FrameworkReplaced(Subscribed { term, framework }),
+            );
+        }
+        self.propose(
+            entry,
+            Waiter::Agent {
+                address: from.clone(),
+                answer: Message::Subscribed(Subscribed { term, framework }),
+            },
+            out,
+        );
+    }
+
+    /// Leader: offers what is free to the frameworks that want offers.
+    pub(super) fn allocate_offers(&mut self, out: &mut Outbox<Master>) {
+        let term = self.term();
+        let (Some(agents), Some(frameworks)) = (self.agent_directory(), self.framework_directory())
+        else {
+            return;
+        };
+        let mut totals: BTreeMap<AgentId, (Resources, Resources)> = BTreeMap::new();
+        for (agent, record) in self.registry.agents() {
+            let Some(view) = agents.agents().get(agent) else {
+                continue;
+            };
+            if record.status != AgentStatus::Admitted || !view.registered {
+                continue;
+            }
+            let total = record.info.resources.clone();
+            let used = view
+                .tasks
+                .values()
+                .filter(|task| !task.state.is_terminal())
+                .try_fold(Resources::new(), |sum, task| {
+                    sum.checked_add(&task.resources).ok()
+                });
+            let offered = frameworks
+                .offers
+                .values()
+                .filter(|offer| offer.agent == *agent)
+                .try_fold(Resources::new(), |sum, offer| {
+                    sum.checked_add(&offer.resources).ok()
+                });
+            let available = used
+                .zip(offered)
+                .and_then(|(used, offered)| used.checked_add(&offered).ok())
+                .and_then(|taken| total.checked_sub(&taken).ok());
+            if let Some(available) = available {
+                totals.insert(*agent, (total, available));
+            }
+        }
+        let mut allocations: BTreeMap<FrameworkId, Resources> = BTreeMap::new();
+        for view in agents.agents().values() {
+            for ((framework, _), task) in &view.tasks {
+                if !task.state.is_terminal() {
+                    let sum = allocations.entry(*framework).or_default();
+                    if let Ok(new) = sum.checked_add(&task.resources) {
+                        *sum = new;
+                    }
+                }
+            }
+        }
+        for offer in frameworks.offers.values() {
+            let sum = allocations.entry(offer.framework).or_default();
+            if let Ok(new) = sum.checked_add(&offer.resources) {
+                *sum = new;
+            }
+        }
+        let nothing = Resources::new();
+        let mut demands = BTreeMap::new();
+        for (framework, view) in &frameworks.frameworks {
+            let Some(record) = self.registry.frameworks().get(framework) else {
+                continue; // Not committed yet.
+            };
+            demands.insert(
+                *framework,
+                FrameworkDemand {
+                    role: &record.info.role,
+                    wants_offers: !view.suppressed,
+                    allocation: allocations.get(framework).unwrap_or(&nothing),
+                },
+            );
+        }
+        let agent_resources: BTreeMap<AgentId, AgentResources<'_>> = totals
+            .iter()
+            .map(|(agent, (total, available))| (*agent, AgentResources { total, available }))
+            .collect();
+        let weights = self.registry.role_weights().clone();
+        let filters = BTreeSet::new();
+        let offers = allocate(&Cluster {
+            agents: &agent_resources,
+            weights: &weights,
+            frameworks: &demands,
+            filters: &filters,
+        });
+        if offers.is_empty() {
+            return;
+        }
+        let Some(directory) = self.frameworks_mut() else {
+            return;
+        };
+        let mut by_framework: BTreeMap<FrameworkId, Vec<OfferInfo>> = BTreeMap::new();
+        for offer in offers {
+            let id = OfferId(directory.ids.next_id());
+            directory.offers.insert(
+                id,
+                OutstandingOffer {
+                    framework: offer.framework,
+                    agent: offer.agent,
+                    resources: offer.resources.clone(),
+                },
+            );
+            by_framework
+                .entry(offer.framework)
+                .or_default()
+                .push(OfferInfo {
+                    offer: id,
+                    agent: offer.agent,
+                    resources: offer.resources,
+                });
+        }
+        for (framework, offers) in by_framework {
+            let Some(view) = directory.frameworks.get(&framework) else {
+                continue;
+            };
+            for chunk in offers.chunks(OFFERS_MAX) {
+                out.send(
+                    view.scheduler.clone(),
+                    Message::Offers(Box::new(Offers {
+                        term,
+                        framework,
+                        offers: BoundedVec::from_vec(chunk.to_vec())
+                            .expect("chunks are within bounds"),
+                    })),
+                );
+            }
+        }
+    }
+
+    /// A scheduler accepts offers with operations.
+    pub(super) fn handle_accept(
+        &mut self,
+        from: &Address,
+        accept: Accept,
+        out: &mut Outbox<Master>,
+    ) {
+        if !self.is_leader() {
+            self.send_leader_hint(from, out);
+            return;
+        }
+        let framework = accept.framework;
+        if !self.is_scheduler(from, framework) {
+            out.note(Note::UnknownFramework {
+                peer: from.clone(),
+                framework,
+            });
+            return;
+        }
+        let term = self.term();
+        // Take the offers: all must be outstanding, the framework's, and of one agent.
+        let Some(directory) = self.frameworks_mut() else {
+            return;
+        };
+        if let Some(view) = directory.frameworks.get_mut(&framework) {
+            view.suppressed = accept.suppress;
+        }
+        let mut agent = None;
+        let mut pool = Some(Resources::new());
+        for offer in accept.offers.iter() {
+            match directory.offers.get(offer) {
+                Some(outstanding)
+                    if outstanding.framework == framework
+                        && agent.is_none_or(|agent| agent == outstanding.agent) =>
+                {
+                    agent = Some(outstanding.agent);
+                    pool = pool.and_then(|pool| pool.checked_add(&outstanding.resources).ok());
+                }
+                _ => pool = None,
+            }
+        }
+        let (Some(agent), Some(mut pool)) = (agent, pool) else {
+            // Unknown, foreign, rescinded or mixed offers: every launch is dropped.
+            for operation in accept.operations.into_vec() {
+                let OperationKind::Launch(spec) = operation.kind;
+                self.generate_status(
+                    framework,
+                    spec.task,
+                    None,
+                    TaskState::Dropped,
+                    TaskStatusReason::InvalidOffers,
+                    out,
+                );
+            }
+            self.allocate_offers(out);
+            return;
+        };
+        for offer in accept.offers.iter() {
+            directory.offers.remove(offer);
+        }
+        let address = self
+            .registry
+            .agents()
+            .get(&agent)
+            .filter(|record| record.status == AgentStatus::Admitted)
+            .map(|record| record.address.clone());
+        for operation in accept.operations.into_vec() {
+            let OperationKind::Launch(spec) = operation.kind;
+            let key = (framework, spec.task.clone());
+            let duplicate = self.agent_directory().is_some_and(|agents| {
+                agents
+                    .agents()
+                    .values()
+                    .any(|view| view.tasks.contains_key(&key))
+            }) || self
+                .agent_directory()
+                .is_some_and(|agents| agents.generated().contains_key(&key));
+            let rest = pool.checked_sub(&spec.resources).ok();
+            let failure = match (&address, duplicate, &rest) {
+                (None, _, _) => Some((TaskState::Dropped, TaskStatusReason::InvalidOffers)),
+                (_, true, _) => Some((TaskState::Error, TaskStatusReason::TaskInvalid)),
+                (_, _, None) => Some((TaskState::Error, TaskStatusReason::ResourcesUnavailable)),
+                _ => None,
+            };
+            if let Some((state, reason)) = failure {
+                if !duplicate {
+                    self.generate_status(framework, spec.task, Some(agent), state, reason, out);
+                }
+                continue;
+            }
+            let (Some(address), Some(rest)) = (&address, rest) else {
+                continue;
+            };
+            pool = rest;
+            if let Some(view) = self
+                .directory_mut_for_launch()
+                .and_then(|agents| agents.get_mut(&agent))
+            {
+                view.tasks.insert(
+                    key,
+                    TaskView {
+                        executor: Some(spec.executor.clone()),
+                        state: TaskState::Staging,
+                        update: None,
+                        resources: spec.resources.clone(),
+                    },
+                );
+            }
+            out.send(
+                address.clone(),
+                Message::RunTask(Box::new(RunTask {
+                    term,
+                    framework,
+                    executor: spec.executor,
+                    task: spec.task,
+                    resources: spec.resources,
+                    command: spec.command,
+                })),
+            );
+        }
+        self.allocate_offers(out);
+    }
+
+    /// A scheduler declines offers.
+    pub(super) fn handle_decline(
+        &mut self,
+        from: &Address,
+        decline: Decline,
+        out: &mut Outbox<Master>,
+    ) {
+        if !self.is_leader() || !self.is_scheduler(from, decline.framework) {
+            return;
+        }
+        let Some(directory) = self.frameworks_mut() else {
+            return;
+        };
+        if let Some(view) = directory.frameworks.get_mut(&decline.framework) {
+            view.suppressed = decline.suppress;
+        }
+        for offer in decline.offers.iter() {
+            if directory
+                .offers
+                .get(offer)
+                .is_some_and(|outstanding| outstanding.framework == decline.framework)
+            {
+                directory.offers.remove(offer);
+            }
+        }
+        self.allocate_offers(out);
+    }
+
+    /// A scheduler wants offers again.
+    pub(super) fn handle_revive(
+        &mut self,
+        from: &Address,
+        framework: FrameworkId,
+        out: &mut Outbox<Master>,
+    ) {
+        if !self.is_leader() || !self.is_scheduler(from, framework) {
+            return;
+        }
+        if let Some(view) = self
+            .frameworks_mut()
+            .and_then(|directory| directory.frameworks.get_mut(&framework))
+        {
+            view.suppressed = false;
+        }
+        self.allocate_offers(out);
+    }
+
+    /// Passes an agent's update to the task's scheduler, if one is subscribed; the agent
+    /// retries until the scheduler's acknowledgement comes back.
+    pub(super) fn forward_status(&self, update: StatusUpdate, out: &mut Outbox<Master>) {
+        if let Some(scheduler) = self.scheduler_of(update.framework) {
+            out.send(
+                scheduler.clone(),
+                Message::TaskStatus(Box::new(TaskStatus {
+                    term: self.term(),
+                    framework: update.framework,
+                    task: update.task,
+                    agent: Some(update.agent),
+                    state: update.state,
+                    reason: update.reason,
+                    source: StatusSource::Agent(update.update),
+                })),
+            );
+        }
+    }
+
+    /// Records a state the master generates and sends it to the framework; it is resent with
+    /// every ping round until acknowledged.
+    pub(super) fn generate_status(
+        &mut self,
+        framework: FrameworkId,
+        task: TaskId,
+        agent: Option<AgentId>,
+        state: TaskState,
+        reason: TaskStatusReason,
+        out: &mut Outbox<Master>,
+    ) {
+        let Some(agents) = self.agents_mut() else {
+            return;
+        };
+        let key = (framework, task.clone());
+        if agents.generated.len() >= GENERATED_UPDATES_MAX && !agents.generated.contains_key(&key) {
+            return;
+        }
+        agents.generated.insert(
+            key,
+            GeneratedUpdate {
+                agent,
+                state,
+                reason: Some(reason),
+            },
+        );
+        self.send_generated(framework, &task, out);
+    }
+
+    /// Sends the generated state of one task to its framework's scheduler.
+    pub(super) fn send_generated_status(
+        &self,
+        framework: FrameworkId,
+        task: &TaskId,
+        out: &mut Outbox<Master>,
+    ) {
+        self.send_generated(framework, task, out);
+    }
+
+    fn send_generated(&self, framework: FrameworkId, task: &TaskId, out: &mut Outbox<Master>) {
+        let (Some(agents), Some(scheduler)) =
+            (self.agent_directory(), self.scheduler_of(framework))
+        else {
+            return;
+        };
+        let Some(generated) = agents.generated().get(&(framework, task.clone())) else {
+            return;
+        };
+        out.send(
+            scheduler.clone(),
+            Message::TaskStatus(Box::new(TaskStatus {
+                term: self.term(),
+                framework,
+                task: task.clone(),
+                agent: generated.agent,
+                state: generated.state,
+                reason: generated.reason,
+                source: StatusSource::Master,
+            })),
+        );
+    }
+
+    /// Ping round: resends every unacknowledged generated state and pings the schedulers.
+    pub(super) fn framework_round(&mut self, out: &mut Outbox<Master>) {
+        let keys: Vec<(FrameworkId, TaskId)> = self
+            .agent_directory()
+            .map(|agents| agents.generated().keys().cloned().collect())
+            .unwrap_or_default();
+        for (framework, task) in keys {
+            self.send_generated(framework, &task, out);
+        }
+        let term = self.term();
+        if let Some(directory) = self.frameworks_mut() {
+            directory.ping = directory.ping.wrapping_add(1);
+            let sequence = directory.ping;
+            for view in directory.frameworks.values() {
+                out.send(
+                    view.scheduler.clone(),
+                    Message::Ping(Ping { term, sequence }),
+                );
+            }
+        }
+    }
+
+    /// A scheduler acknowledges a status: to the agent if it came from one, or done with if
+    /// the master generated it.
+    pub(super) fn handle_acknowledge(
+        &mut self,
+        from: &Address,
+        acknowledge: Acknowledge,
+        out: &mut Outbox<Master>,
+    ) {
+        if !self.is_leader() || !self.is_scheduler(from, acknowledge.framework) {
+            return;
+        }
+        let key = (acknowledge.framework, acknowledge.task.clone());
+        match acknowledge.source {
+            StatusSource::Agent(update) => {
+                let Some(agent) = acknowledge.agent else {
+                    return;
+                };
+                let Some(record) = self
+                    .registry
+                    .agents()
+                    .get(&agent)
+                    .filter(|record| record.status == AgentStatus::Admitted)
+                else {
+                    return;
+                };
+                out.send(
+                    record.address.clone(),
+                    Message::StatusAcknowledgement(StatusAcknowledgement {
+                        term: self.term(),
+                        framework: acknowledge.framework,
+                        task: acknowledge.task,
+                        update,
+                    }),
+                );
+            }
+            StatusSource::Master => {
+                if let Some(agents) = self.agents_mut()
+                    && agents
+                        .generated
+                        .get(&key)
+                        .is_some_and(|generated| generated.state == acknowledge.state)
+                {
+                    agents.generated.remove(&key);
+                }
+            }
+            StatusSource::Reconciliation => {}
+        }
+    }
+
+    /// A scheduler asks for its tasks' latest states. The leader answers what it knows: a
+    /// task's state on an agent registered with it, `UNREACHABLE` or `GONE` from the
+    /// registry, and `UNKNOWN` for a task no agent that re-registered holds. A task on an
+    /// admitted agent that has not re-registered yet gets no answer; the scheduler asks
+    /// again.
+    pub(super) fn handle_reconcile(
+        &mut self,
+        from: &Address,
+        reconcile: Reconcile,
+        out: &mut Outbox<Master>,
+    ) {
+        if !self.is_leader() || !self.is_scheduler(from, reconcile.framework) {
+            return;
+        }
+        let framework = reconcile.framework;
+        let Some(agents) = self.agent_directory() else {
+            return;
+        };
+        let mut answers: Vec<(TaskId, Option<AgentId>, TaskState, TaskStatusReason)> = Vec::new();
+        let find = |task: &TaskId| {
+            agents.agents().iter().find_map(|(agent, view)| {
+                view.tasks
+                    .get(&(framework, task.clone()))
+                    .map(|known| (*agent, known.state))
+            })
+        };
+        if reconcile.tasks.is_empty() {
+            for (agent, view) in agents.agents() {
+                for ((owner, task), known) in &view.tasks {
+                    if *owner == framework {
+                        answers.push((
+                            task.clone(),
+                            Some(*agent),
+                            known.state,
+                            TaskStatusReason::Reconciliation,
+                        ));
+                    }
+                }
+            }
+        }
+        for (task, hint) in reconcile.tasks.iter() {
+            if let Some((agent, state)) = find(task) {
+                answers.push((
+                    task.clone(),
+                    Some(agent),
+                    state,
+                    TaskStatusReason::Reconciliation,
+                ));
+                continue;
+            }
+            let status =
+                hint.and_then(|agent| self.registry.agents().get(&agent).map(|r| r.status));
+            let registered = hint
+                .and_then(|agent| agents.agents().get(&agent))
+                .is_some_and(|view| view.registered);
+            let answer = match status {
+                Some(AgentStatus::Unreachable { .. }) => {
+                    Some((TaskState::Unreachable, TaskStatusReason::AgentUnreachable))
+                }
+                Some(AgentStatus::Gone) => Some((TaskState::Gone, TaskStatusReason::AgentGone)),
+                Some(AgentStatus::Admitted) if !registered => None,
+                _ => Some((TaskState::Unknown, TaskStatusReason::Reconciliation)),
+            };
+            if let Some((state, reason)) = answer {
+                answers.push((task.clone(), *hint, state, reason));
+            }
+        }
+        for (task, agent, state, reason) in answers {
+            out.send(
+                from.clone(),
+                Message::TaskStatus(Box::new(TaskStatus {
+                    term: self.term(),
+                    framework,
+                    task,
+                    agent,
+                    state,
+                    reason: Some(reason),
+                    source: StatusSource::Reconciliation,
+                })),
+            );
+        }
+    }
+
+    /// A scheduler asks to kill a task: the agent holding it is told.
+    pub(super) fn handle_kill(&mut self, from: &Address, kill: Kill, out: &mut Outbox<Master>) {
+        if !self.is_leader() || !self.is_scheduler(from, kill.framework) {
+            return;
+        }
+        let key = (kill.framework, kill.task.clone());
+        let Some(agent) = self.agent_directory().and_then(|agents| {
+            agents
+                .agents()
+                .iter()
+                .find(|(_, view)| {
+                    view.tasks
+                        .get(&key)
+                        .is_some_and(|task| !task.state.is_terminal())
+                })
+                .map(|(agent, _)| *agent)
+        }) else {
+            return;
+        };
+        if let Some(record) = self
+            .registry
+            .agents()
+            .get(&agent)
+            .filter(|record| record.status == AgentStatus::Admitted)
+        {
+            out.send(
+                record.address.clone(),
+                Message::KillTask(KillTask {
+                    term: self.term(),
+                    framework: kill.framework,
+                    task: kill.task,
+                }),
+            );
+        }
+    }
+
+    /// An agent became unreachable: its outstanding offers are void.
+    pub(super) fn rescind_offers_of(&mut self, agent: AgentId) {
+        if let Some(directory) = self.frameworks_mut() {
+            directory.offers.retain(|_, offer| offer.agent != agent);
+        }
+    }
+}

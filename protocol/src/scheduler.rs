@@ -1,0 +1,766 @@
+//! The scheduler: a framework's side of the protocol, for Berth's own frameworks (`berth
+//! run`) and for third parties that embed it.
+//!
+//! The machine does the protocol's bookkeeping: it subscribes (and fails over), fences off
+//! deposed leaders, acknowledges every status, reconciles after each subscription until every
+//! task it holds has an answer, and launches the tasks it is given on offers that fit. The
+//! application (a `berth run` command, a third party's scheduler) feeds it tasks and kills as
+//! [`SchedulerEvent`]s and hears of task states and offers as [`SchedulerAction`]s.
+//!
+//! * **Subscription.** [`Subscribe`] goes to the masters in turn until one answers; a
+//!   non-leader's [`LeaderHint`] redirects it. The framework's id is persisted before it is
+//!   used, so that a restarted scheduler fails over to its framework instead of registering a
+//!   second one. A scheduler configured with an existing framework's id subscribes as its new
+//!   scheduler (failover); the one it replaces hears [`Message::FrameworkReplaced`] and stops.
+//! * **Fencing (E3).** Every message from a master carries its leader's term; the scheduler
+//!   ignores one of a lower term than the highest it has seen, persisted when it grows.
+//! * **Leader liveness.** The leader pings its schedulers; a scheduler that hears nothing
+//!   from its leader for the silence timeout subscribes again, which finds the new leader.
+//! * **Statuses (A2).** Each [`TaskStatus`] is acknowledged (except answers to
+//!   reconciliation), duplicates included: a lost acknowledgement makes the agent resend, and
+//!   the resend needs an answer too. A duplicate, an update older than the latest known, or
+//!   anything after a terminal state is not passed on to the application.
+//! * **Reconciliation.** After every subscription the scheduler asks the leader for the
+//!   state of each task it holds that has not ended, and asks again (doubling the wait) until
+//!   each has an answer. This is how a state the master generated (`UNREACHABLE`) reaches a
+//!   framework after a master failover: the new leader answers from its registry.
+//! * **Launch (R5).** A task given to the scheduler is launched on the first offer that
+//!   holds its resources. The launch is persisted before the accept leaves, so a restarted
+//!   scheduler does not launch a task twice. Offers not used are declined.
+
+use alloc::boxed::Box;
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::fmt;
+use core::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::bounded::BoundedVec;
+use crate::ids::{AgentId, FrameworkId, OperationId, TaskId, Term};
+use crate::message::{
+    Accept, Acknowledge, Decline, Kill, LeaderHint, Message, OfferInfo, Offers, Operation,
+    OperationKind, Ping, Pong, RECONCILE_TASKS_MAX, Reconcile, StatusSource, Subscribe, Subscribed,
+    TaskSpec, TaskStatus,
+};
+use crate::note::Note;
+use crate::registry::FrameworkInfo;
+use crate::task::{TaskState, TaskStatusReason};
+use crate::{Address, DurationRange, Machine, Outbox};
+
+/// The default wait between subscription attempts: a randomized 500–1000 ms.
+pub const SUBSCRIPTION_RETRY_DEFAULT: DurationRange = DurationRange {
+    min: Duration::from_millis(500),
+    max: Duration::from_millis(1000),
+};
+/// The default first wait before reconciling again the tasks still without an answer.
+pub const RECONCILE_RETRY_INITIAL_DEFAULT: Duration = Duration::from_secs(1);
+/// The default longest wait between reconciliations.
+pub const RECONCILE_RETRY_MAX_DEFAULT: Duration = Duration::from_secs(60);
+/// The default silence from the leader after which the scheduler subscribes again.
+pub const LEADER_SILENCE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
+/// The most tasks a scheduler holds: its queue and the tasks it launched.
+pub const SCHEDULER_TASKS_MAX: usize = RECONCILE_TASKS_MAX;
+
+/// A scheduler's configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SchedulerConfig {
+    address: Address,
+    masters: Vec<Address>,
+    info: FrameworkInfo,
+    framework: Option<FrameworkId>,
+    tasks: Vec<TaskSpec>,
+    subscription_retry: DurationRange,
+    reconcile_retry_initial: Duration,
+    reconcile_retry_max: Duration,
+    leader_silence_timeout: Duration,
+}
+
+impl SchedulerConfig {
+    /// A scheduler at `address` for the framework `info`, reaching the cluster through
+    /// `masters` (1 to 5 addresses), with the default timing.
+    pub fn new(
+        address: Address,
+        masters: Vec<Address>,
+        info: FrameworkInfo,
+    ) -> Result<SchedulerConfig, SchedulerConfigError> {
+        if masters.is_empty() || masters.len() > crate::agent::MASTERS_MAX {
+            return Err(SchedulerConfigError::MasterCount {
+                count: masters.len(),
+            });
+        }
+        Ok(SchedulerConfig {
+            address,
+            masters,
+            info,
+            framework: None,
+            tasks: Vec::new(),
+            subscription_retry: SUBSCRIPTION_RETRY_DEFAULT,
+            reconcile_retry_initial: RECONCILE_RETRY_INITIAL_DEFAULT,
+            reconcile_retry_max: RECONCILE_RETRY_MAX_DEFAULT,
+            leader_silence_timeout: LEADER_SILENCE_TIMEOUT_DEFAULT,
+        })
+    }
+
+    /// Subscribes as the new scheduler of the existing `framework` (failover) unless the
+    /// checkpoint names a framework already.
+    #[must_use]
+    pub fn with_framework(mut self, framework: FrameworkId) -> Self {
+        self.framework = Some(framework);
+        self
+    }
+
+    /// Tasks to launch from the start (those the checkpoint shows launched are not launched
+    /// again).
+    #[must_use]
+    pub fn with_tasks(mut self, tasks: Vec<TaskSpec>) -> Self {
+        self.tasks = tasks;
+        self
+    }
+
+    /// Sets the silence from the leader after which the scheduler subscribes again.
+    #[must_use]
+    pub fn with_leader_silence_timeout(mut self, timeout: Duration) -> Self {
+        self.leader_silence_timeout = timeout;
+        self
+    }
+
+    /// The framework's information.
+    pub fn info(&self) -> &FrameworkInfo {
+        &self.info
+    }
+
+    /// The masters.
+    pub fn masters(&self) -> &[Address] {
+        &self.masters
+    }
+}
+
+/// Why a scheduler configuration is refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SchedulerConfigError {
+    /// Not 1 to 5 masters.
+    MasterCount {
+        /// How many were given.
+        count: usize,
+    },
+}
+
+impl fmt::Display for SchedulerConfigError {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SchedulerConfigError::MasterCount { count } => write!(
+                formatter,
+                "a scheduler needs 1 to {} masters, not {count}",
+                crate::agent::MASTERS_MAX
+            ),
+        }
+    }
+}
+
+impl core::error::Error for SchedulerConfigError {}
+
+/// One durable change of a scheduler.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SchedulerRecord {
+    /// The highest term seen grew (E3).
+    TermSeen(Term),
+    /// The leader subscribed the framework under this id.
+    Subscribed(FrameworkId),
+    /// A task was launched on an agent; persisted before the accept leaves (R5).
+    Launched {
+        /// The task.
+        task: TaskId,
+        /// The agent whose offer it used.
+        agent: AgentId,
+    },
+    /// A task's new state, as passed on to the application.
+    State {
+        /// The task.
+        task: TaskId,
+        /// Its state.
+        state: TaskState,
+    },
+}
+
+/// A scheduler's durable state: the fold of its records.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SchedulerDurable {
+    /// The framework's id, once subscribed.
+    pub framework: Option<FrameworkId>,
+    /// The highest term seen (E3).
+    pub highest_term: Term,
+    /// Every launched task, its agent and latest state; ended tasks are kept so that none is
+    /// launched twice (R5). At most [`SCHEDULER_TASKS_MAX`].
+    pub tasks: BTreeMap<TaskId, LaunchedTask>,
+}
+
+/// What a scheduler keeps about a launched task.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LaunchedTask {
+    /// The agent it was launched on.
+    pub agent: AgentId,
+    /// Its latest known state.
+    pub state: TaskState,
+}
+
+fn apply(durable: &mut SchedulerDurable, record: &SchedulerRecord) {
+    match record {
+        SchedulerRecord::TermSeen(term) => durable.highest_term = durable.highest_term.max(*term),
+        SchedulerRecord::Subscribed(framework) => durable.framework = Some(*framework),
+        SchedulerRecord::Launched { task, agent } => {
+            durable.tasks.entry(task.clone()).or_insert(LaunchedTask {
+                agent: *agent,
+                state: TaskState::Staging,
+            });
+        }
+        SchedulerRecord::State { task, state } => {
+            if let Some(launched) = durable.tasks.get_mut(task)
+                && !launched.state.is_terminal()
+            {
+                launched.state = *state;
+            }
+        }
+    }
+}
+
+/// The scheduler's timers.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SchedulerTimer {
+    /// Subscribing: try the next master.
+    Subscription,
+    /// Subscribed: no word from the leader for the silence timeout.
+    LeaderSilence,
+    /// Some tasks have no answer to their reconciliation yet.
+    Reconcile,
+}
+
+/// What the application asks of its scheduler.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SchedulerEvent {
+    /// Launch a task on the first offer that holds its resources.
+    Launch(TaskSpec),
+    /// Kill a launched task.
+    Kill(TaskId),
+}
+
+/// What the scheduler tells its application.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum SchedulerAction {
+    /// Subscribed as this framework.
+    Subscribed(FrameworkId),
+    /// A task's new state (each state once, in order; nothing after a terminal one).
+    Status {
+        /// The task.
+        task: TaskId,
+        /// Its agent, if known.
+        agent: Option<AgentId>,
+        /// The state.
+        state: TaskState,
+        /// Why.
+        reason: Option<TaskStatusReason>,
+    },
+    /// Another scheduler subscribed for the framework: this one stopped.
+    Replaced,
+}
+
+/// Where a scheduler stands with the masters.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum SchedulerPhase {
+    /// Looking for the leader.
+    Subscribing {
+        /// The index of the next master to try.
+        next_master: usize,
+    },
+    /// Subscribed with the leader of `term`.
+    Subscribed {
+        /// The leader.
+        leader: Address,
+        /// Its term.
+        term: Term,
+    },
+    /// Replaced by another scheduler: does nothing more.
+    Replaced,
+}
+
+/// A scheduler. See the [module docs](self).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Scheduler {
+    config: Arc<SchedulerConfig>,
+    durable: SchedulerDurable,
+    phase: SchedulerPhase,
+    /// Tasks waiting for an offer, in the order given.
+    queue: VecDeque<TaskSpec>,
+    /// Per task: the newest agent update passed on, to drop duplicates and older updates.
+    latest_update: BTreeMap<TaskId, crate::ids::UpdateId>,
+    /// Tasks asked about in the current reconciliation and not yet answered.
+    reconciling: BTreeSet<TaskId>,
+    /// The wait before the next reconciliation.
+    reconcile_backoff: Duration,
+    /// Ids of the operations sent, so that each is named once.
+    next_operation: u64,
+}
+
+impl Scheduler {
+    /// The framework's id, once subscribed.
+    pub fn framework(&self) -> Option<FrameworkId> {
+        self.durable.framework
+    }
+
+    /// Where the scheduler stands.
+    pub fn phase(&self) -> &SchedulerPhase {
+        &self.phase
+    }
+
+    /// Its durable state.
+    pub fn durable(&self) -> &SchedulerDurable {
+        &self.durable
+    }
+
+    /// The tasks waiting for an offer.
+    pub fn queue(&self) -> impl Iterator<Item = &TaskSpec> {
+        self.queue.iter()
+    }
+
+    /// Queues a task unless it is known or the scheduler is full.
+    fn enqueue(&mut self, spec: TaskSpec) {
+        let known = self.durable.tasks.contains_key(&spec.task)
+            || self.queue.iter().any(|queued| queued.task == spec.task);
+        if !known && self.queue.len() + self.durable.tasks.len() < SCHEDULER_TASKS_MAX {
+            self.queue.push_back(spec);
+        }
+    }
+
+    fn record(&mut self, record: SchedulerRecord, out: &mut Outbox<Scheduler>) {
+        apply(&mut self.durable, &record);
+        out.persist(record);
+    }
+
+    /// E3: whether a message of `term` may be acted on; a higher term is persisted.
+    fn fence(&mut self, from: &Address, term: Term, out: &mut Outbox<Scheduler>) -> bool {
+        let highest = self.durable.highest_term;
+        if term < highest {
+            out.note(Note::StaleTerm {
+                peer: from.clone(),
+                term,
+                highest,
+            });
+            return false;
+        }
+        if term > highest {
+            self.record(SchedulerRecord::TermSeen(term), out);
+        }
+        true
+    }
+
+    /// Whether `from` is the leader this scheduler is subscribed with, in `term`.
+    fn is_leader_at(&self, from: &Address, term: Term) -> bool {
+        matches!(&self.phase, SchedulerPhase::Subscribed { leader, term: current }
+            if leader == from && *current == term)
+    }
+
+    fn subscription(&self) -> Message {
+        Message::Subscribe(Box::new(Subscribe {
+            framework: self.durable.framework,
+            info: self.config.info.clone(),
+            highest_term: self.durable.highest_term,
+            suppressed: self.queue.is_empty(),
+        }))
+    }
+
+    fn start_subscription(&mut self, out: &mut Outbox<Scheduler>) {
+        if let SchedulerPhase::Subscribed { .. } = self.phase {
+            out.cancel_timer(SchedulerTimer::LeaderSilence);
+        }
+        self.phase = SchedulerPhase::Subscribing { next_master: 0 };
+        self.try_next_master(out);
+    }
+
+    fn try_next_master(&mut self, out: &mut Outbox<Scheduler>) {
+        let SchedulerPhase::Subscribing { next_master } = &mut self.phase else {
+            return;
+        };
+        let index = *next_master % self.config.masters.len();
+        *next_master = index + 1;
+        let master = self.config.masters[index].clone();
+        out.send(master, self.subscription());
+        out.set_timer(SchedulerTimer::Subscription, self.config.subscription_retry);
+    }
+
+    fn handle_subscribed(
+        &mut self,
+        from: &Address,
+        subscribed: Subscribed,
+        out: &mut Outbox<Scheduler>,
+    ) {
+        if !self.fence(from, subscribed.term, out)
+            || !matches!(self.phase, SchedulerPhase::Subscribing { .. })
+        {
+            return;
+        }
+        match self.durable.framework {
+            None => self.record(SchedulerRecord::Subscribed(subscribed.framework), out),
+            Some(framework) if framework == subscribed.framework => {}
+            Some(_) => return,
+        }
+        self.phase = SchedulerPhase::Subscribed {
+            leader: from.clone(),
+            term: subscribed.term,
+        };
+        out.cancel_timer(SchedulerTimer::Subscription);
+        self.arm_silence(out);
+        out.act(SchedulerAction::Subscribed(subscribed.framework));
+        self.reconcile_all(out);
+    }
+
+    fn arm_silence(&self, out: &mut Outbox<Scheduler>) {
+        out.set_timer(
+            SchedulerTimer::LeaderSilence,
+            DurationRange::fixed(self.config.leader_silence_timeout),
+        );
+    }
+
+    /// Asks the leader about every task not ended, and arms the retry.
+    fn reconcile_all(&mut self, out: &mut Outbox<Scheduler>) {
+        self.reconciling = self
+            .durable
+            .tasks
+            .iter()
+            .filter(|(_, task)| !task.state.is_terminal())
+            .map(|(id, _)| id.clone())
+            .collect();
+        self.reconcile_backoff = self.config.reconcile_retry_initial;
+        self.send_reconcile(out);
+    }
+
+    fn send_reconcile(&mut self, out: &mut Outbox<Scheduler>) {
+        let (SchedulerPhase::Subscribed { leader, .. }, Some(framework)) =
+            (&self.phase, self.durable.framework)
+        else {
+            return;
+        };
+        if self.reconciling.is_empty() {
+            return;
+        }
+        let tasks: Vec<(TaskId, Option<AgentId>)> = self
+            .reconciling
+            .iter()
+            .map(|task| (task.clone(), self.durable.tasks.get(task).map(|t| t.agent)))
+            .collect();
+        out.send(
+            leader.clone(),
+            Message::Reconcile(Box::new(Reconcile {
+                framework,
+                tasks: BoundedVec::from_vec(tasks).expect("tasks are bounded"),
+            })),
+        );
+        out.set_timer(
+            SchedulerTimer::Reconcile,
+            DurationRange::fixed(self.reconcile_backoff),
+        );
+    }
+
+    fn handle_offers(&mut self, from: &Address, offers: Offers, out: &mut Outbox<Scheduler>) {
+        if !self.fence(from, offers.term, out) || !self.is_leader_at(from, offers.term) {
+            return;
+        }
+        if Some(offers.framework) != self.durable.framework {
+            return;
+        }
+        for offer in offers.offers.into_vec() {
+            self.use_offer(from, offer, out);
+        }
+    }
+
+    /// Launches the queued tasks that fit in `offer`, in order, and declines the offer if
+    /// none does.
+    fn use_offer(&mut self, leader: &Address, offer: OfferInfo, out: &mut Outbox<Scheduler>) {
+        let Some(framework) = self.durable.framework else {
+            return;
+        };
+        let mut remaining = offer.resources.clone();
+        let mut operations = Vec::new();
+        let mut index = 0;
+        while index < self.queue.len() {
+            let fits = remaining.checked_sub(&self.queue[index].resources).ok();
+            match fits {
+                Some(rest) if !self.durable.tasks.contains_key(&self.queue[index].task) => {
+                    remaining = rest;
+                    let spec = self.queue.remove(index).expect("index is in the queue");
+                    self.record(
+                        SchedulerRecord::Launched {
+                            task: spec.task.clone(),
+                            agent: offer.agent,
+                        },
+                        out,
+                    );
+                    let id = OperationId::new(&alloc::format!("launch-{}", self.next_operation))
+                        .expect("a short name");
+                    self.next_operation += 1;
+                    operations.push(Operation {
+                        id,
+                        kind: OperationKind::Launch(spec),
+                    });
+                }
+                _ => index += 1,
+            }
+        }
+        let offers =
+            BoundedVec::from_vec(alloc::vec![offer.offer]).expect("one offer is within bounds");
+        if operations.is_empty() {
+            out.send(
+                leader.clone(),
+                Message::Decline(Box::new(Decline {
+                    framework,
+                    offers,
+                    suppress: self.queue.is_empty(),
+                })),
+            );
+        } else {
+            out.send(
+                leader.clone(),
+                Message::Accept(Box::new(Accept {
+                    framework,
+                    offers,
+                    operations: BoundedVec::from_vec(operations)
+                        .expect("at most one operation per queued task"),
+                    suppress: self.queue.is_empty(),
+                })),
+            );
+        }
+    }
+
+    fn handle_status(&mut self, from: &Address, status: TaskStatus, out: &mut Outbox<Scheduler>) {
+        if !self.fence(from, status.term, out) || !self.is_leader_at(from, status.term) {
+            return;
+        }
+        let Some(framework) = self.durable.framework else {
+            return;
+        };
+        if status.framework != framework {
+            return;
+        }
+        if status.source != StatusSource::Reconciliation {
+            out.send(
+                from.clone(),
+                Message::Acknowledge(Acknowledge {
+                    framework,
+                    task: status.task.clone(),
+                    agent: status.agent,
+                    state: status.state,
+                    source: status.source,
+                }),
+            );
+        }
+        self.reconciling.remove(&status.task);
+        if let StatusSource::Agent(update) = status.source {
+            let latest = self.latest_update.get(&status.task);
+            if latest.is_some_and(|latest| *latest >= update) {
+                return; // A duplicate or an older update: passed on already.
+            }
+            self.latest_update.insert(status.task.clone(), update);
+        }
+        let Some(known) = self.durable.tasks.get(&status.task) else {
+            return; // Never launched by this framework.
+        };
+        if known.state == status.state || known.state.is_terminal() {
+            return; // Nothing new, or after the end (A2).
+        }
+        let agent = status.agent.or(Some(known.agent));
+        self.record(
+            SchedulerRecord::State {
+                task: status.task.clone(),
+                state: status.state,
+            },
+            out,
+        );
+        if status.state.is_terminal() {
+            self.latest_update.remove(&status.task);
+        }
+        out.act(SchedulerAction::Status {
+            task: status.task,
+            agent,
+            state: status.state,
+            reason: status.reason,
+        });
+    }
+
+    fn handle_replaced(
+        &mut self,
+        from: &Address,
+        replaced: Subscribed,
+        out: &mut Outbox<Scheduler>,
+    ) {
+        if !self.fence(from, replaced.term, out)
+            || Some(replaced.framework) != self.durable.framework
+        {
+            return;
+        }
+        out.cancel_timer(SchedulerTimer::Subscription);
+        out.cancel_timer(SchedulerTimer::LeaderSilence);
+        out.cancel_timer(SchedulerTimer::Reconcile);
+        self.phase = SchedulerPhase::Replaced;
+        out.act(SchedulerAction::Replaced);
+    }
+
+    fn handle_ping(&mut self, from: &Address, ping: Ping, out: &mut Outbox<Scheduler>) {
+        if !self.fence(from, ping.term, out) {
+            return;
+        }
+        if self.is_leader_at(from, ping.term) {
+            out.send(
+                from.clone(),
+                Message::Pong(Pong {
+                    term: ping.term,
+                    sequence: ping.sequence,
+                }),
+            );
+            self.arm_silence(out);
+        } else if !matches!(self.phase, SchedulerPhase::Replaced) {
+            // A newer leader: subscribe with it.
+            if let SchedulerPhase::Subscribed { .. } = self.phase {
+                out.cancel_timer(SchedulerTimer::LeaderSilence);
+            }
+            self.phase = SchedulerPhase::Subscribing { next_master: 0 };
+            out.send(from.clone(), self.subscription());
+            out.set_timer(SchedulerTimer::Subscription, self.config.subscription_retry);
+        }
+    }
+
+    fn check_invariants(&self) {
+        if let SchedulerPhase::Subscribed { term, .. } = &self.phase {
+            debug_assert!(self.durable.framework.is_some(), "subscribed means an id");
+            debug_assert!(*term <= self.durable.highest_term, "E3");
+        }
+        debug_assert!(self.queue.len() + self.durable.tasks.len() <= SCHEDULER_TASKS_MAX);
+    }
+}
+
+impl Machine for Scheduler {
+    type Config = SchedulerConfig;
+    type Timer = SchedulerTimer;
+    type Record = SchedulerRecord;
+    type Durable = SchedulerDurable;
+    type Event = SchedulerEvent;
+    type Action = SchedulerAction;
+    type BootError = core::convert::Infallible;
+
+    fn boot(
+        config: &SchedulerConfig,
+        durable: &SchedulerDurable,
+        out: &mut Outbox<Scheduler>,
+    ) -> Result<Scheduler, Self::BootError> {
+        let mut scheduler = Scheduler {
+            config: Arc::new(config.clone()),
+            durable: durable.clone(),
+            phase: SchedulerPhase::Subscribing { next_master: 0 },
+            queue: VecDeque::new(),
+            latest_update: BTreeMap::new(),
+            reconciling: BTreeSet::new(),
+            reconcile_backoff: config.reconcile_retry_initial,
+            next_operation: 0,
+        };
+        if scheduler.durable.framework.is_none()
+            && let Some(framework) = config.framework
+        {
+            scheduler.record(SchedulerRecord::Subscribed(framework), out);
+        }
+        for spec in config.tasks.iter().cloned() {
+            scheduler.enqueue(spec);
+        }
+        scheduler.start_subscription(out);
+        scheduler.check_invariants();
+        Ok(scheduler)
+    }
+
+    fn apply(durable: &mut SchedulerDurable, record: &SchedulerRecord) {
+        apply(durable, record);
+    }
+
+    /// Only the configured masters are listened to.
+    fn handle_message(&mut self, from: &Address, message: Message, out: &mut Outbox<Scheduler>) {
+        if !self.config.masters.contains(from) {
+            out.note(Note::UnknownPeer { peer: from.clone() });
+            return;
+        }
+        if self.phase == SchedulerPhase::Replaced {
+            return;
+        }
+        match message {
+            Message::LeaderHint(LeaderHint { term, leader }) => {
+                if term >= self.durable.highest_term
+                    && let (SchedulerPhase::Subscribing { .. }, Some(leader)) =
+                        (&self.phase, leader)
+                    && self.config.masters.contains(&leader)
+                {
+                    out.send(leader, self.subscription());
+                }
+            }
+            Message::Subscribed(subscribed) => self.handle_subscribed(from, subscribed, out),
+            Message::FrameworkReplaced(replaced) => self.handle_replaced(from, replaced, out),
+            Message::Offers(offers) => self.handle_offers(from, *offers, out),
+            Message::TaskStatus(status) => self.handle_status(from, *status, out),
+            Message::Ping(ping) => self.handle_ping(from, ping, out),
+            _ => {}
+        }
+        self.check_invariants();
+    }
+
+    fn handle_timer(&mut self, timer: SchedulerTimer, out: &mut Outbox<Scheduler>) {
+        match timer {
+            SchedulerTimer::Subscription => self.try_next_master(out),
+            SchedulerTimer::LeaderSilence => {
+                if let SchedulerPhase::Subscribed { leader, .. } = &self.phase {
+                    out.note(Note::LeaderSilent {
+                        leader: leader.clone(),
+                    });
+                    self.start_subscription(out);
+                }
+            }
+            SchedulerTimer::Reconcile => {
+                let tasks = &self.durable.tasks;
+                self.reconciling.retain(|task| {
+                    tasks
+                        .get(task)
+                        .is_some_and(|task| !task.state.is_terminal())
+                });
+                self.reconcile_backoff = self
+                    .reconcile_backoff
+                    .saturating_mul(2)
+                    .min(self.config.reconcile_retry_max);
+                self.send_reconcile(out);
+            }
+        }
+        self.check_invariants();
+    }
+
+    fn handle_event(&mut self, event: SchedulerEvent, out: &mut Outbox<Scheduler>) {
+        match event {
+            SchedulerEvent::Launch(spec) => {
+                let was_empty = self.queue.is_empty();
+                self.enqueue(spec);
+                if was_empty
+                    && !self.queue.is_empty()
+                    && let (SchedulerPhase::Subscribed { leader, .. }, Some(framework)) =
+                        (&self.phase, self.durable.framework)
+                {
+                    out.send(leader.clone(), Message::Revive(framework));
+                }
+            }
+            SchedulerEvent::Kill(task) => {
+                self.queue.retain(|queued| queued.task != task);
+                if let (SchedulerPhase::Subscribed { leader, .. }, Some(framework)) =
+                    (&self.phase, self.durable.framework)
+                    && self.durable.tasks.contains_key(&task)
+                {
+                    out.send(leader.clone(), Message::Kill(Kill { framework, task }));
+                }
+            }
+        }
+        self.check_invariants();
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,325 @@
+//! Unit tests of the scheduler's rules (module docs), asserting on outboxes.
+
+use alloc::boxed::Box;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::*;
+use crate::Command;
+use crate::bounded::Name;
+use crate::ids::{AssignedId, OfferId, Principal, Role, UpdateId};
+use crate::resources::Resources;
+use crate::task::TaskCommand;
+use crate::test_support::{persisted, sent};
+
+type Commands = Vec<Command<SchedulerTimer, SchedulerRecord, SchedulerAction>>;
+
+fn master(id: u8) -> Address {
+    Address::new(&alloc::format!("m{id}")).expect("valid")
+}
+
+fn framework() -> FrameworkId {
+    FrameworkId(AssignedId {
+        term: Term(2),
+        sequence: 0,
+    })
+}
+
+fn agent() -> AgentId {
+    AgentId(AssignedId {
+        term: Term(1),
+        sequence: 0,
+    })
+}
+
+fn task(name: &str) -> TaskId {
+    TaskId::new(name).expect("valid")
+}
+
+fn spec(name: &str, resources: &str) -> TaskSpec {
+    TaskSpec {
+        task: task(name),
+        executor: crate::ids::ExecutorId::new(name).expect("valid"),
+        resources: Resources::parse(resources).expect("valid"),
+        command: TaskCommand::new("true").expect("valid"),
+    }
+}
+
+fn config() -> SchedulerConfig {
+    let info = FrameworkInfo {
+        name: Name::new("web").expect("valid"),
+        role: Role::new("web").expect("valid"),
+        principal: Principal::new("web").expect("valid"),
+        failover_timeout: Duration::from_secs(60),
+    };
+    SchedulerConfig::new(
+        Address::new("s1").expect("valid"),
+        vec![master(1), master(2)],
+        info,
+    )
+    .expect("valid")
+}
+
+fn boot(config: &SchedulerConfig, durable: &SchedulerDurable) -> (Scheduler, Commands) {
+    let mut out = Outbox::new();
+    let scheduler = Scheduler::boot(config, durable, &mut out).expect("boots");
+    (scheduler, out.drain().collect())
+}
+
+fn deliver(scheduler: &mut Scheduler, from: u8, message: Message) -> Commands {
+    let mut out = Outbox::new();
+    scheduler.handle_message(&master(from), message, &mut out);
+    out.drain().collect()
+}
+
+fn subscribed(term: u64) -> Message {
+    Message::Subscribed(Subscribed {
+        term: Term(term),
+        framework: framework(),
+    })
+}
+
+/// A scheduler subscribed with m1 in term 2, with `tasks` queued.
+fn subscribed_scheduler(tasks: Vec<TaskSpec>) -> Scheduler {
+    let (mut scheduler, _) = boot(&config().with_tasks(tasks), &SchedulerDurable::default());
+    deliver(&mut scheduler, 1, subscribed(2));
+    scheduler
+}
+
+fn offer(sequence: u64, resources: &str) -> Message {
+    Message::Offers(Box::new(Offers {
+        term: Term(2),
+        framework: framework(),
+        offers: BoundedVec::from_vec(vec![OfferInfo {
+            offer: OfferId(AssignedId {
+                term: Term(2),
+                sequence,
+            }),
+            agent: agent(),
+            resources: Resources::parse(resources).expect("valid"),
+        }])
+        .expect("one offer"),
+    }))
+}
+
+fn status(term: u64, name: &str, state: TaskState, source: StatusSource) -> Message {
+    Message::TaskStatus(Box::new(TaskStatus {
+        term: Term(term),
+        framework: framework(),
+        task: task(name),
+        agent: Some(agent()),
+        state,
+        reason: None,
+        source,
+    }))
+}
+
+fn actions(commands: &Commands) -> Vec<SchedulerAction> {
+    commands
+        .iter()
+        .filter_map(|command| match command {
+            Command::Act(action) => Some(action.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_new_scheduler_subscribes_and_persists_its_id_before_using_it() {
+    let (mut scheduler, commands) = boot(&config(), &SchedulerDurable::default());
+    assert!(matches!(
+        sent(&commands)[..],
+        [(ref to, Message::Subscribe(ref subscribe))] if *to == master(1) && subscribe.framework.is_none()
+    ));
+    let commands = deliver(&mut scheduler, 1, subscribed(2));
+    assert_eq!(
+        persisted(&commands),
+        [
+            SchedulerRecord::TermSeen(Term(2)),
+            SchedulerRecord::Subscribed(framework())
+        ]
+    );
+    assert_eq!(scheduler.framework(), Some(framework()));
+    // Restarted from its checkpoint, it fails over to its framework.
+    let (_, commands) = boot(&config(), scheduler.durable());
+    assert!(matches!(
+        sent(&commands)[..],
+        [(_, Message::Subscribe(ref subscribe))] if subscribe.framework == Some(framework())
+    ));
+}
+
+#[test]
+fn a_launch_is_persisted_before_the_accept_and_unused_offers_are_declined() {
+    let mut scheduler = subscribed_scheduler(vec![spec("t1", "cpus:1")]);
+    let commands = deliver(&mut scheduler, 1, offer(0, "cpus:4"));
+    let persist = commands
+        .iter()
+        .position(|command| matches!(command, Command::Persist(SchedulerRecord::Launched { .. })))
+        .expect("the launch is persisted");
+    let accept = commands
+        .iter()
+        .position(|command| {
+            matches!(
+                command,
+                Command::Send {
+                    message: Message::Accept(_),
+                    ..
+                }
+            )
+        })
+        .expect("the offer is accepted");
+    assert!(persist < accept, "R5: persisted before it leaves");
+    let Message::Accept(ref accepted) = sent(&commands)[0].1 else {
+        panic!("an accept");
+    };
+    assert!(accepted.suppress, "nothing left to launch");
+    // The next offer is declined; the task is not launched twice.
+    let commands = deliver(&mut scheduler, 1, offer(1, "cpus:4"));
+    assert!(matches!(sent(&commands)[..], [(_, Message::Decline(_))]));
+    // A restarted scheduler given the same task does not launch it again.
+    let (mut restarted, _) = boot(
+        &config().with_tasks(vec![spec("t1", "cpus:1")]),
+        scheduler.durable(),
+    );
+    deliver(&mut restarted, 1, subscribed(2));
+    let commands = deliver(&mut restarted, 1, offer(2, "cpus:4"));
+    assert!(matches!(sent(&commands)[..], [(_, Message::Decline(_))]));
+}
+
+#[test]
+fn a_task_that_does_not_fit_waits_for_a_larger_offer() {
+    let mut scheduler = subscribed_scheduler(vec![spec("t1", "cpus:2")]);
+    let commands = deliver(&mut scheduler, 1, offer(0, "cpus:1"));
+    assert!(matches!(sent(&commands)[..], [(_, Message::Decline(ref d))] if !d.suppress));
+    assert_eq!(scheduler.queue().count(), 1);
+}
+
+#[test]
+fn every_status_is_acknowledged_but_each_state_is_passed_on_once() {
+    let mut scheduler = subscribed_scheduler(vec![spec("t1", "cpus:1")]);
+    deliver(&mut scheduler, 1, offer(0, "cpus:1"));
+    let running = status(
+        2,
+        "t1",
+        TaskState::Running,
+        StatusSource::Agent(UpdateId(3)),
+    );
+    let commands = deliver(&mut scheduler, 1, running.clone());
+    assert!(matches!(
+        sent(&commands)[..],
+        [(_, Message::Acknowledge(_))]
+    ));
+    assert_eq!(actions(&commands).len(), 1);
+    // Its acknowledgement was lost: the resend is acknowledged again, not passed on.
+    let commands = deliver(&mut scheduler, 1, running);
+    assert!(matches!(
+        sent(&commands)[..],
+        [(_, Message::Acknowledge(_))]
+    ));
+    assert!(actions(&commands).is_empty());
+    // An older update arriving late is not passed on either (A2).
+    let commands = deliver(
+        &mut scheduler,
+        1,
+        status(
+            2,
+            "t1",
+            TaskState::Starting,
+            StatusSource::Agent(UpdateId(2)),
+        ),
+    );
+    assert!(actions(&commands).is_empty());
+    // Nothing after a terminal state.
+    deliver(
+        &mut scheduler,
+        1,
+        status(
+            2,
+            "t1",
+            TaskState::Finished,
+            StatusSource::Agent(UpdateId(4)),
+        ),
+    );
+    let commands = deliver(
+        &mut scheduler,
+        1,
+        status(2, "t1", TaskState::Unreachable, StatusSource::Master),
+    );
+    assert!(actions(&commands).is_empty());
+}
+
+#[test]
+fn statuses_of_a_lower_term_are_ignored() {
+    let mut scheduler = subscribed_scheduler(vec![spec("t1", "cpus:1")]);
+    deliver(&mut scheduler, 1, offer(0, "cpus:1"));
+    let commands = deliver(
+        &mut scheduler,
+        1,
+        status(1, "t1", TaskState::Failed, StatusSource::Agent(UpdateId(0))),
+    );
+    assert!(sent(&commands).is_empty(), "E3: not even acknowledged");
+    assert!(actions(&commands).is_empty());
+}
+
+#[test]
+fn after_subscribing_the_scheduler_reconciles_until_every_task_is_answered() {
+    let mut scheduler = subscribed_scheduler(vec![spec("t1", "cpus:1")]);
+    deliver(&mut scheduler, 1, offer(0, "cpus:1"));
+    // The leader fails over: the scheduler hears a ping of term 3 from m2 and subscribes.
+    let commands = deliver(
+        &mut scheduler,
+        2,
+        Message::Ping(Ping {
+            term: Term(3),
+            sequence: 1,
+        }),
+    );
+    assert!(matches!(sent(&commands)[..], [(_, Message::Subscribe(_))]));
+    let commands = deliver(&mut scheduler, 2, subscribed(3));
+    let reconcile = sent(&commands)
+        .into_iter()
+        .find_map(|(_, message)| match message {
+            Message::Reconcile(reconcile) => Some(reconcile),
+            _ => None,
+        })
+        .expect("reconciles");
+    assert_eq!(reconcile.tasks.as_slice(), [(task("t1"), Some(agent()))]);
+    // No answer yet: asked again when the timer fires.
+    let mut out = Outbox::new();
+    scheduler.handle_timer(SchedulerTimer::Reconcile, &mut out);
+    assert!(matches!(
+        sent(out.commands())[..],
+        [(_, Message::Reconcile(_))]
+    ));
+    // Answered: not acknowledged (a reconciliation answer needs none), and not asked again.
+    let commands = deliver(
+        &mut scheduler,
+        2,
+        status(
+            3,
+            "t1",
+            TaskState::Unreachable,
+            StatusSource::Reconciliation,
+        ),
+    );
+    assert!(sent(&commands).is_empty());
+    let mut out = Outbox::new();
+    scheduler.handle_timer(SchedulerTimer::Reconcile, &mut out);
+    assert!(sent(out.commands()).is_empty());
+}
+
+#[test]
+fn a_replaced_scheduler_stops() {
+    let mut scheduler = subscribed_scheduler(vec![]);
+    let commands = deliver(
+        &mut scheduler,
+        1,
+        Message::FrameworkReplaced(Subscribed {
+            term: Term(2),
+            framework: framework(),
+        }),
+    );
+    assert_eq!(actions(&commands), [SchedulerAction::Replaced]);
+    assert_eq!(scheduler.phase(), &SchedulerPhase::Replaced);
+    assert!(deliver(&mut scheduler, 1, offer(0, "cpus:1")).is_empty());
+}
