@@ -8,6 +8,7 @@
 //! that pin state counts and show that a deliberately broken protocol is caught.
 
 pub mod actor;
+pub mod agents;
 pub mod election;
 pub mod mixed;
 

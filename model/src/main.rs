@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p berth-model -- check election [--masters 3] [--crashes 1] [--terms 2] [--entries 1]
+//! cargo run --release -p berth-model -- check agents [--crashes 1] [--reboots 0] [--terms 2]
 //! cargo run --release -p berth-model -- simulate election --seed 7 --steps 100000
 //! cargo run --release -p berth-model -- explore election --address 127.0.0.1:3000
 //! ```
@@ -9,7 +10,9 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use berth_model::agents::{AgentsConfig, agents_model};
 use berth_model::election::{ElectionConfig, election_model};
+use berth_protocol::agent::AgentMutation;
 use berth_protocol::master::Mutation;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use stateright::{Checker, Expectation, Model};
@@ -75,6 +78,9 @@ enum Command {
 enum Which {
     /// Master election and the replicated registry.
     Election,
+    /// A master, an agent with its executors and a framework: registration, failover
+    /// re-registration, status updates, recovery.
+    Agents,
 }
 
 /// The bounds of a model; unset ones take the model's defaults (or, for `simulate`, larger
@@ -101,6 +107,9 @@ struct Bounds {
     /// flag shows it.
     #[arg(long)]
     lossy: bool,
+    /// A network that never loses a message (agents model; its default loses them).
+    #[arg(long)]
+    lossless: bool,
     /// A network that delivers each message at most once (it still reorders).
     #[arg(long)]
     no_duplication: bool,
@@ -116,6 +125,39 @@ struct Bounds {
     /// Check a deliberately broken protocol instead, to watch a property catch the bug.
     #[arg(long, value_enum)]
     mutation: Option<MutationFlag>,
+    /// Host reboots (agents model).
+    #[arg(long)]
+    reboots: Option<u8>,
+    /// A deliberately broken agent (agents model).
+    #[arg(long, value_enum)]
+    agent_mutation: Option<AgentMutationFlag>,
+}
+
+/// The seeded bugs of `berth_protocol::agent::AgentMutation`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum AgentMutationFlag {
+    /// Updates are sent without being persisted (A2).
+    UpdateNotPersisted,
+    /// An update counts as acknowledged once sent (A2).
+    AcknowledgeOnSend,
+    /// A reconnecting executor's tasks are forgotten (A3).
+    ForgetReconnectedTasks,
+    /// Late executors are reported failed without being destroyed (A1).
+    FailWithoutDestroy,
+    /// Commands of lower terms are obeyed (E3).
+    ObeyLowerTerm,
+}
+
+impl From<AgentMutationFlag> for AgentMutation {
+    fn from(flag: AgentMutationFlag) -> AgentMutation {
+        match flag {
+            AgentMutationFlag::UpdateNotPersisted => AgentMutation::UpdateNotPersisted,
+            AgentMutationFlag::AcknowledgeOnSend => AgentMutation::AcknowledgeOnSend,
+            AgentMutationFlag::ForgetReconnectedTasks => AgentMutation::ForgetReconnectedTasks,
+            AgentMutationFlag::FailWithoutDestroy => AgentMutation::FailWithoutDestroy,
+            AgentMutationFlag::ObeyLowerTerm => AgentMutation::ObeyLowerTerm,
+        }
+    }
 }
 
 /// The seeded bugs of `berth_protocol::master::Mutation`.
@@ -143,6 +185,18 @@ impl From<MutationFlag> for Mutation {
 }
 
 impl Bounds {
+    fn agents(&self, base: AgentsConfig) -> AgentsConfig {
+        AgentsConfig {
+            crashes: self.crashes.unwrap_or(base.crashes),
+            reboots: self.reboots.unwrap_or(base.reboots),
+            terms_max: self.terms.unwrap_or(base.terms_max),
+            lossy: base.lossy && !self.lossless,
+            duplicating: base.duplicating && !self.no_duplication,
+            in_flight_max: self.in_flight.unwrap_or(base.in_flight_max),
+            mutation: self.agent_mutation.map(AgentMutation::from),
+        }
+    }
+
     fn election(&self, base: ElectionConfig) -> ElectionConfig {
         ElectionConfig {
             masters: self.masters.unwrap_or(base.masters),
@@ -161,9 +215,88 @@ impl Bounds {
     }
 }
 
+/// Runs an exhaustive search of `model`.
+fn check<M>(model: M, seeded_bug: bool, dfs: bool, depth: usize, threads: usize) -> ExitCode
+where
+    M: Model + Send + Sync + 'static,
+    M::State: std::fmt::Debug + Clone + PartialEq + std::hash::Hash + Send + Sync,
+    M::Action: std::fmt::Debug + Clone + PartialEq + Send + Sync,
+{
+    let mut checker = model.checker().threads(threads);
+    if seeded_bug {
+        // Looking for the bug: stop at the first violation.
+        checker = checker.finish_when(stateright::HasDiscoveries::AnyFailures);
+    }
+    let bound = if depth == 0 {
+        "unbounded".to_string()
+    } else {
+        checker = checker.target_max_depth(depth);
+        format!("<= {depth}")
+    };
+    if dfs {
+        if depth == 0 {
+            eprintln!("error: --dfs needs a depth bound (--depth N, N > 0)");
+            return ExitCode::FAILURE;
+        }
+        println!("search: depth-first, depth {bound}");
+        report(checker.spawn_dfs(), None)
+    } else {
+        println!("search: breadth-first, depth {bound}");
+        report(checker.spawn_bfs(), None)
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Check {
+            model: Which::Agents,
+            bounds,
+            dfs,
+            depth,
+            threads,
+        } => {
+            let config = bounds.agents(AgentsConfig::default());
+            println!("model: agents; {config}");
+            let seeded_bug = config.mutation.is_some();
+            check(agents_model(config), seeded_bug, dfs, depth, threads)
+        }
+        Command::Simulate {
+            model: Which::Agents,
+            bounds,
+            seed,
+            steps,
+            depth,
+        } => {
+            let larger = AgentsConfig {
+                crashes: 2,
+                reboots: 1,
+                terms_max: 4,
+                in_flight_max: 8,
+                ..AgentsConfig::default()
+            };
+            let config = bounds.agents(larger);
+            println!("model: agents; {config}");
+            println!("search: random walks, seed {seed}, {steps} states, depth <= {depth}");
+            let checker = agents_model(config)
+                .checker()
+                .target_state_count(steps)
+                .target_max_depth(depth)
+                .finish_when(stateright::HasDiscoveries::AnyFailures)
+                .spawn_simulation(seed, stateright::UniformChooser);
+            report(checker, Some(steps))
+        }
+        Command::Explore {
+            model: Which::Agents,
+            bounds,
+            address,
+        } => {
+            let config = bounds.agents(AgentsConfig::default());
+            println!("model: agents; {config}");
+            println!("explorer: http://{address}");
+            agents_model(config).checker().serve(address.as_str());
+            ExitCode::SUCCESS
+        }
         Command::Check {
             model: Which::Election,
             bounds,
