@@ -104,7 +104,8 @@ pub enum RegistryEntry {
         /// The agent.
         agent: AgentId,
     },
-    /// An unreachable agent came back; its tasks resume.
+    /// An unreachable agent came back, or an admitted one re-registered from a new address;
+    /// its tasks resume.
     AgentReadmitted {
         /// The agent.
         agent: AgentId,
@@ -255,7 +256,7 @@ impl Registry {
             }
             RegistryEntry::AgentReadmitted { agent, address } => {
                 if let Some(record) = self.agents.get_mut(agent)
-                    && matches!(record.status, AgentStatus::Unreachable { .. })
+                    && record.status != AgentStatus::Gone
                 {
                     record.status = AgentStatus::Admitted;
                     record.address = address.clone();

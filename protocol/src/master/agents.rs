@@ -268,6 +268,14 @@ impl Master {
                 );
                 return;
             }
+            // Same agent, new address (it restarted elsewhere, or its port changed): the
+            // registry learns the address before the agent is answered.
+            AgentStatus::Admitted if record.address != reregister.address => {
+                Some(RegistryEntry::AgentReadmitted {
+                    agent,
+                    address: reregister.address.clone(),
+                })
+            }
             AgentStatus::Admitted => None,
             AgentStatus::Unreachable { .. } => Some(RegistryEntry::AgentReadmitted {
                 agent,

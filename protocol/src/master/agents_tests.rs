@@ -2,6 +2,7 @@
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
+use alloc::string::ToString;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::convert::Infallible;
@@ -618,4 +619,245 @@ fn an_agent_that_saw_a_newer_term_is_not_admitted_by_a_stale_leader() {
         sent_to(&commands, &agent_address())[..],
         [Message::LeaderHint(_)]
     ));
+}
+
+#[test]
+fn an_agent_that_re_registers_from_a_new_address_is_readdressed_before_it_is_answered() {
+    let mut master = lone_leader_with_agent();
+    let Message::ReregisterAgent(mut moved) = reregister(agent_id(1), TaskState::Running) else {
+        unreachable!("a re-registration");
+    };
+    let new_address = Address::new("a1-moved").expect("valid");
+    moved.address = new_address.clone();
+    let commands = deliver(&mut master, &new_address, Message::ReregisterAgent(moved));
+    assert_eq!(
+        appended(&commands),
+        [RegistryEntry::AgentReadmitted {
+            agent: agent_id(1),
+            address: new_address.clone()
+        }]
+    );
+    assert_eq!(
+        master.registry().agents()[&agent_id(1)].address,
+        new_address
+    );
+    assert!(matches!(
+        sent_to(&commands, &new_address)[..],
+        [Message::AgentReregistered(_)]
+    ));
+}
+
+fn offers_in(commands: &Commands) -> Vec<crate::message::OfferInfo> {
+    sent_to(commands, &scheduler_address())
+        .into_iter()
+        .flat_map(|message| match message {
+            Message::Offers(offers) => offers.offers.into_vec(),
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+fn launch(offer: crate::ids::OfferId, task: &str, resources: &str) -> Message {
+    Message::Accept(Box::new(crate::message::Accept {
+        framework: framework(),
+        offers: BoundedVec::from_vec(vec![offer]).expect("one offer"),
+        operations: BoundedVec::from_vec(vec![crate::message::Operation {
+            id: crate::ids::OperationId::new("launch-0").expect("valid"),
+            kind: crate::message::OperationKind::Launch(crate::message::TaskSpec {
+                task: TaskId::new(task).expect("valid"),
+                executor: ExecutorId::new("e1").expect("valid"),
+                resources: Resources::parse(resources).expect("valid"),
+                command: crate::task::TaskCommand::new("true").expect("valid"),
+            }),
+        }])
+        .expect("one operation"),
+        suppress: false,
+    }))
+}
+
+/// A lone leader with an agent (cpus:4) and a subscribed framework, and the offer it made.
+fn leader_with_offer() -> (Master, crate::message::OfferInfo) {
+    let mut master = lone_leader_with_agent();
+    let subscription = crate::message::Subscribe {
+        framework: None,
+        info: framework_info(),
+        highest_term: Term(0),
+        suppressed: false,
+    };
+    let commands = deliver(
+        &mut master,
+        &scheduler_address(),
+        Message::Subscribe(Box::new(subscription)),
+    );
+    let offers = offers_in(&commands);
+    assert_eq!(offers.len(), 1, "the agent's resources are offered");
+    assert_eq!(offers[0].resources.to_string(), "cpus:4");
+    (master, offers[0].clone())
+}
+
+#[test]
+fn an_accepted_launch_runs_on_the_agent_and_the_rest_is_offered_again() {
+    let (mut master, offer) = leader_with_offer();
+    let commands = deliver(
+        &mut master,
+        &scheduler_address(),
+        launch(offer.offer, "t1", "cpus:1"),
+    );
+    assert!(matches!(
+        &sent_to(&commands, &agent_address())[..],
+        [Message::RunTask(run)] if run.task == task() && run.command.as_str() == "true"
+    ));
+    let again = offers_in(&commands);
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        again[0].resources.to_string(),
+        "cpus:3",
+        "R1: the task's cpu is taken"
+    );
+    let view = &master.agent_directory().expect("leads").agents()[&agent_id(1)];
+    assert_eq!(view.tasks[&(framework(), task())].state, TaskState::Staging);
+}
+
+#[test]
+fn a_launch_on_an_unknown_offer_is_dropped_and_changes_nothing() {
+    let (mut master, offer) = leader_with_offer();
+    let stale = crate::ids::OfferId(AssignedId {
+        term: Term(1),
+        sequence: 77,
+    });
+    assert_ne!(stale, offer.offer);
+    let commands = deliver(
+        &mut master,
+        &scheduler_address(),
+        launch(stale, "t1", "cpus:1"),
+    );
+    assert!(sent_to(&commands, &agent_address()).is_empty());
+    assert!(matches!(
+        &sent_to(&commands, &scheduler_address())[..],
+        [Message::TaskStatus(status)]
+            if status.state == TaskState::Dropped && status.source == StatusSource::Master
+    ));
+    assert!(
+        master.agent_directory().expect("leads").agents()[&agent_id(1)]
+            .tasks
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_launch_larger_than_its_offer_or_with_a_known_task_id_fails() {
+    let (mut master, offer) = leader_with_offer();
+    let commands = deliver(
+        &mut master,
+        &scheduler_address(),
+        launch(offer.offer, "t1", "cpus:5"),
+    );
+    assert!(sent_to(&commands, &agent_address()).is_empty());
+    assert!(
+        sent_to(&commands, &scheduler_address())
+            .iter()
+            .any(|message| matches!(
+                message,
+                Message::TaskStatus(status) if status.state == TaskState::Error
+                    && status.reason == Some(TaskStatusReason::ResourcesUnavailable)
+            ))
+    );
+    let offer = offers_in(&commands)[0].clone();
+    deliver(
+        &mut master,
+        &scheduler_address(),
+        launch(offer.offer, "t2", "cpus:1"),
+    );
+    let offer = master
+        .framework_directory()
+        .expect("leads")
+        .offers()
+        .keys()
+        .next()
+        .copied()
+        .expect("the rest is offered");
+    let commands = deliver(
+        &mut master,
+        &scheduler_address(),
+        launch(offer, "t2", "cpus:1"),
+    );
+    assert!(
+        sent_to(&commands, &agent_address()).is_empty(),
+        "a duplicate task id is not launched"
+    );
+}
+
+#[test]
+fn reconciliation_answers_unreachable_from_the_registry_after_a_failover() {
+    // The registry of term 1 marks the agent unreachable; the new leader of term 2 never
+    // heard of its tasks, yet answers for them.
+    let (mut master, _) = leader_of_term_two_with(&[
+        RegistryEntry::AgentAdmitted {
+            agent: agent_id(1),
+            address: agent_address(),
+            info: info(),
+        },
+        RegistryEntry::AgentUnreachable { agent: agent_id(1) },
+        RegistryEntry::FrameworkRegistered {
+            framework: framework(),
+            info: framework_info(),
+        },
+    ]);
+    deliver(
+        &mut master,
+        &scheduler_address(),
+        Message::Subscribe(Box::new(crate::message::Subscribe {
+            framework: Some(framework()),
+            info: framework_info(),
+            highest_term: Term(1),
+            suppressed: true,
+        })),
+    );
+    let commands = deliver(
+        &mut master,
+        &scheduler_address(),
+        Message::Reconcile(Box::new(crate::message::Reconcile {
+            framework: framework(),
+            tasks: BoundedVec::from_vec(vec![(task(), Some(agent_id(1)))]).expect("one"),
+        })),
+    );
+    assert!(matches!(
+        &sent_to(&commands, &scheduler_address())[..],
+        [Message::TaskStatus(status)]
+            if status.state == TaskState::Unreachable
+                && status.source == StatusSource::Reconciliation
+    ));
+}
+
+#[test]
+fn a_kill_goes_to_the_agent_that_runs_the_task() {
+    let (mut master, offer) = leader_with_offer();
+    deliver(
+        &mut master,
+        &scheduler_address(),
+        launch(offer.offer, "t1", "cpus:1"),
+    );
+    let commands = deliver(
+        &mut master,
+        &scheduler_address(),
+        Message::Kill(crate::message::Kill {
+            framework: framework(),
+            task: task(),
+        }),
+    );
+    assert!(matches!(
+        &sent_to(&commands, &agent_address())[..],
+        [Message::KillTask(kill)] if kill.task == task() && kill.term == Term(1)
+    ));
+    // A stranger cannot kill the framework's tasks.
+    let stranger = Address::new("s9").expect("valid");
+    let commands = deliver(
+        &mut master,
+        &stranger,
+        Message::Kill(crate::message::Kill {
+            framework: framework(),
+            task: task(),
+        }),
+    );
+    assert!(sent_to(&commands, &agent_address()).is_empty());
 }
