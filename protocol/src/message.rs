@@ -49,6 +49,10 @@ pub enum Message {
     /// An operator to the leader: set a role's weight for the allocator. Idempotent: retry it
     /// until [`Message::Committed`] arrives.
     SetRoleWeight(SetRoleWeight),
+    /// An operator to the leader: this agent is gone for good (its machine was
+    /// decommissioned). Its tasks become `GONE` and, should it come back, it is told to shut
+    /// down and register anew. Idempotent: retry it until [`Message::Committed`] arrives.
+    MarkAgentGone(MarkAgentGone),
     /// The leader to whoever made a request: the request's change is committed.
     Committed(Committed),
     /// Anyone to any master: report what you know. Answered with [`Message::StateReport`].
@@ -253,6 +257,15 @@ pub struct SetRoleWeight {
     pub role: Role,
     /// The weight.
     pub weight: Weight,
+}
+
+/// An operator's request to mark an agent gone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct MarkAgentGone {
+    /// Chosen by the requester, echoed in [`Committed`].
+    pub request: u64,
+    /// The agent.
+    pub agent: AgentId,
 }
 
 /// A request's change is committed to the registry.

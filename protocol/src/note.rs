@@ -55,6 +55,13 @@ pub enum Note {
         /// The framework named.
         framework: FrameworkId,
     },
+    /// An operator named an agent this cluster never admitted.
+    UnknownAgent {
+        /// The operator's address.
+        peer: Address,
+        /// The agent named.
+        agent: AgentId,
+    },
     /// The log up to `index` was replaced by a registry snapshot.
     Compacted {
         /// The last index the snapshot covers.

@@ -79,6 +79,9 @@ impl NoteLog {
                     );
                 }
             }
+            Note::UnknownAgent { peer, agent } => {
+                tracing::warn!(%peer, %agent, "refused a request about an agent this cluster never admitted");
+            }
             Note::AgentAdmitted { agent, address } => {
                 tracing::info!(%agent, %address, "admitted a new agent");
             }

@@ -1234,6 +1234,7 @@ impl Machine for Agent {
             | Message::Election(_)
             | Message::FindLeader
             | Message::SetRoleWeight(_)
+            | Message::MarkAgentGone(_)
             | Message::Committed(_)
             | Message::StateRequest
             | Message::StateReport(_)

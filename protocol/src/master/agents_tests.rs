@@ -861,3 +861,59 @@ fn a_kill_goes_to_the_agent_that_runs_the_task() {
     );
     assert!(sent_to(&commands, &agent_address()).is_empty());
 }
+
+#[test]
+fn an_agent_marked_gone_has_its_tasks_gone_and_is_told_to_shut_down() {
+    let mut master = lone_leader_with_agent();
+    deliver(
+        &mut master,
+        &agent_address(),
+        reregister(agent_id(1), TaskState::Running),
+    );
+    subscribe(&mut master);
+    let operator = Address::new("operator").expect("valid");
+    let mark = Message::MarkAgentGone(crate::message::MarkAgentGone {
+        request: 7,
+        agent: agent_id(1),
+    });
+    let commands = deliver(&mut master, &operator, mark.clone());
+    assert_eq!(
+        appended(&commands),
+        [RegistryEntry::AgentGone { agent: agent_id(1) }]
+    );
+    assert!(sent_to(&commands, &operator).iter().any(|message| matches!(
+        message,
+        Message::Committed(committed) if committed.request == 7
+    )));
+    assert!(
+        sent_to(&commands, &scheduler_address())
+            .iter()
+            .any(|message| matches!(
+                message,
+                Message::TaskStatus(status) if status.state == TaskState::Gone
+                    && status.source == StatusSource::Master
+            ))
+    );
+    // Retried: nothing more is proposed.
+    assert!(appended(&deliver(&mut master, &operator, mark)).is_empty());
+    // The agent comes back: it is told to shut down.
+    let commands = deliver(
+        &mut master,
+        &agent_address(),
+        reregister(agent_id(1), TaskState::Running),
+    );
+    assert!(matches!(
+        sent_to(&commands, &agent_address())[..],
+        [Message::ShutdownAgent(_)]
+    ));
+    // An agent the cluster never admitted: refused, nothing proposed.
+    let commands = deliver(
+        &mut master,
+        &operator,
+        Message::MarkAgentGone(crate::message::MarkAgentGone {
+            request: 8,
+            agent: agent_id(5),
+        }),
+    );
+    assert!(appended(&commands).is_empty());
+}

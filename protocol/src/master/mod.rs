@@ -116,7 +116,8 @@ pub use log::{LOG_ENTRIES_MAX, MasterDurable, MasterRecord, RaftLog};
 
 use crate::ids::{MasterId, Term};
 use crate::message::{
-    Committed, LeaderHint, LogEntry, MembershipDigest, Message, SetRoleWeight, StateReport,
+    Committed, LeaderHint, LogEntry, MarkAgentGone, MembershipDigest, Message, SetRoleWeight,
+    StateReport,
 };
 use crate::note::Note;
 use crate::registry::{LogIndex, Registry, RegistryEntry};
@@ -821,6 +822,17 @@ impl Machine for Master {
                     RegistryEntry::RoleWeightSet { role, weight },
                     out,
                 );
+            }
+            Message::MarkAgentGone(MarkAgentGone { request, agent }) => {
+                if self.is_leader() && !self.latest_registry().agents().contains_key(&agent) {
+                    // Not an agent of this cluster: refused, nothing proposed.
+                    out.note(Note::UnknownAgent {
+                        peer: from.clone(),
+                        agent,
+                    });
+                    return;
+                }
+                self.handle_request(from, request, RegistryEntry::AgentGone { agent }, out);
             }
             Message::RegisterAgent(register) => self.handle_register_agent(from, *register, out),
             Message::ReregisterAgent(reregister) => {
