@@ -282,6 +282,11 @@ impl AgentHost {
             } => {
                 executors.remove(&(framework, executor));
             }
+            // This model has no resource operations.
+            AgentAction::CreateVolumeDirectory { .. }
+            | AgentAction::DeleteVolumeDirectory { .. } => {
+                return false;
+            }
         }
         true
     }

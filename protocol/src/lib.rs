@@ -147,6 +147,7 @@ mod machine;
 pub mod master;
 pub mod message;
 pub mod note;
+pub mod operation;
 pub mod registry;
 pub mod resources;
 pub mod scheduler;

@@ -16,7 +16,7 @@ use crate::ids::{
     AgentId, BootId, ExecutorId, FrameworkId, OfferId, OperationId, Role, TaskId, Term, UpdateId,
 };
 use crate::registry::{AgentInfo, FrameworkInfo, LogIndex, Registry, RegistryEntry};
-use crate::resources::Resources;
+use crate::resources::{PersistentVolume, Resources};
 use crate::task::{TaskCommand, TaskState, TaskStatusReason};
 
 /// The most log entries one [`AppendEntries`] carries.
@@ -114,6 +114,14 @@ pub enum Message {
     /// A scheduler to the leader: offers are wanted again (after an accept or decline that
     /// suppressed them).
     Revive(FrameworkId),
+    /// The leader to an agent: apply these resource operations (reserve, unreserve, create or
+    /// destroy a volume). Resent until the agent answers; applied at most once (R5).
+    ApplyOperations(Box<ApplyOperations>),
+    /// An agent to the leader, and the leader to the framework: an operation's outcome.
+    OperationStatus(Box<OperationStatus>),
+    /// The leader to a scheduler whose subscription it refuses (not authorized, or a
+    /// framework id it does not know).
+    SubscriptionRefused(Box<SubscriptionRefused>),
 }
 
 /// The messages of the masters' election and replicated log (Raft, with pre-vote and
@@ -495,11 +503,26 @@ pub struct Operation {
     pub kind: OperationKind,
 }
 
-/// What an operation does.
+/// What an operation does. See [`crate::operation`] for how each changes an agent's
+/// resources.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum OperationKind {
     /// Launch a task.
     Launch(TaskSpec),
+    /// Reserve these unreserved resources for the framework's role, in its principal's name.
+    Reserve(Resources),
+    /// Give these resources, dynamically reserved for the framework's role, back to the pool.
+    Unreserve(Resources),
+    /// Create a persistent volume on `source`: disk reserved for the framework's role.
+    CreateVolume {
+        /// The disk, reserved for the role, without a volume.
+        source: Resources,
+        /// The volume's id and where tasks see it.
+        volume: PersistentVolume,
+    },
+    /// Destroy a persistent volume and its data: the disk entry that carries it. Refused while
+    /// a task that has not ended uses it.
+    DestroyVolume(Resources),
 }
 
 /// A task to launch.
@@ -589,4 +612,92 @@ pub struct Kill {
     pub framework: FrameworkId,
     /// The task.
     pub task: TaskId,
+}
+
+/// The most resource operations one [`ApplyOperations`] carries.
+pub const AGENT_OPERATIONS_MAX: usize = 256;
+
+/// Resource operations for an agent.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ApplyOperations {
+    /// The leader's term (E3).
+    pub term: Term,
+    /// The agent.
+    pub agent: AgentId,
+    /// The framework whose operations these are.
+    pub framework: FrameworkId,
+    /// The operations, in order.
+    pub operations: BoundedVec<AgentOperation, AGENT_OPERATIONS_MAX>,
+}
+
+/// One resource operation as the agent applies it: what it takes from the agent's total and
+/// what it puts back.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct AgentOperation {
+    /// The framework's id for the operation (R5: applied once per id).
+    pub id: OperationId,
+    /// What the operation takes from the agent's resources.
+    pub consumed: Resources,
+    /// What it gives back in their place.
+    pub produced: Resources,
+}
+
+/// How an operation ended.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum OperationState {
+    /// Applied (persisted on the agent).
+    Finished,
+    /// Refused; nothing changed.
+    Failed(OperationFailure),
+}
+
+/// Why an operation was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum OperationFailure {
+    /// The offers were not outstanding, not the framework's, or of several agents.
+    InvalidOffers,
+    /// The resources are not in the offers (or, on the agent, not in its resources).
+    ResourcesUnavailable,
+    /// The resources do not suit the operation (see [`crate::operation::OperationError`]).
+    Invalid,
+    /// The framework's principal may not do this in its role.
+    Unauthorized,
+    /// The volume is used by a task that has not ended.
+    VolumeInUse,
+}
+
+/// An operation's outcome.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct OperationStatus {
+    /// The sender's term: the leader's, or the highest the agent has seen.
+    pub term: Term,
+    /// The agent the operation is for, if it got that far.
+    pub agent: Option<AgentId>,
+    /// The framework.
+    pub framework: FrameworkId,
+    /// The operation.
+    pub operation: OperationId,
+    /// Its outcome.
+    pub state: OperationState,
+    /// From an agent: its resources after the operation (the leader's view follows them).
+    pub total: Option<Resources>,
+}
+
+/// A refused subscription.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SubscriptionRefused {
+    /// The leader's term.
+    pub term: Term,
+    /// Why.
+    pub reason: SubscriptionRefusal,
+}
+
+/// Why a subscription is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum SubscriptionRefusal {
+    /// The principal may not register frameworks in the role.
+    Unauthorized,
+    /// The framework id is unknown (never registered, or removed), or its role or principal
+    /// differ from the registered ones.
+    UnknownFramework,
 }

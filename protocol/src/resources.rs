@@ -672,6 +672,41 @@ impl Resources {
         Ok(sum)
     }
 
+    /// The same resources under other keys: `rekey` gives each entry its new key. Fails if
+    /// two entries land on one volume or overlapping ranges.
+    pub fn rekeyed(
+        &self,
+        mut rekey: impl FnMut(&ResourceKey) -> ResourceKey,
+    ) -> Result<Resources, ResourcesError> {
+        let mut result = Resources::new();
+        for (key, quantity) in &self.scalars {
+            result = result.checked_add(&Resources::scalar(rekey(key), *quantity))?;
+        }
+        for (key, set) in &self.ranges {
+            result = result.checked_add(&Resources::ranges(rekey(key), set.clone()))?;
+        }
+        Ok(result)
+    }
+
+    /// Every key of the bag.
+    pub fn keys(&self) -> impl Iterator<Item = &ResourceKey> {
+        self.scalars.keys().chain(self.ranges.keys())
+    }
+
+    /// The same resources with every reservation and volume removed: what an agent's
+    /// configuration describes, before operations changed it.
+    pub fn stripped(&self) -> Resources {
+        self.rekeyed(|key| ResourceKey {
+            name: key.name.clone(),
+            reservation: match &key.reservation {
+                Reservation::Static(role) => Reservation::Static(role.clone()),
+                Reservation::Unreserved | Reservation::Dynamic { .. } => Reservation::Unreserved,
+            },
+            volume: None,
+        })
+        .expect("removing reservations and volumes cannot count anything twice")
+    }
+
     /// `self - other`, if `self` [contains](Resources::contains) `other`.
     pub fn checked_sub(&self, other: &Resources) -> Result<Resources, ResourcesError> {
         if !self.contains(other) {

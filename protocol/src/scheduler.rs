@@ -44,8 +44,11 @@ use crate::message::{
     OperationKind, Ping, Pong, RECONCILE_TASKS_MAX, Reconcile, StatusSource, Subscribe, Subscribed,
     TaskSpec, TaskStatus,
 };
+use crate::message::{OperationState, SubscriptionRefusal};
 use crate::note::Note;
+use crate::operation;
 use crate::registry::FrameworkInfo;
+use crate::resources::Resources;
 use crate::task::{TaskState, TaskStatusReason};
 use crate::{Address, DurationRange, Machine, Outbox};
 
@@ -71,6 +74,7 @@ pub struct SchedulerConfig {
     info: FrameworkInfo,
     framework: Option<FrameworkId>,
     tasks: Vec<TaskSpec>,
+    plans: Vec<Vec<OperationKind>>,
     subscription_retry: DurationRange,
     reconcile_retry_initial: Duration,
     reconcile_retry_max: Duration,
@@ -96,6 +100,7 @@ impl SchedulerConfig {
             info,
             framework: None,
             tasks: Vec::new(),
+            plans: Vec::new(),
             subscription_retry: SUBSCRIPTION_RETRY_DEFAULT,
             reconcile_retry_initial: RECONCILE_RETRY_INITIAL_DEFAULT,
             reconcile_retry_max: RECONCILE_RETRY_MAX_DEFAULT,
@@ -116,6 +121,13 @@ impl SchedulerConfig {
     #[must_use]
     pub fn with_tasks(mut self, tasks: Vec<TaskSpec>) -> Self {
         self.tasks = tasks;
+        self
+    }
+
+    /// Operations to apply from the start, each list on one offer it fits.
+    #[must_use]
+    pub fn with_plans(mut self, plans: Vec<Vec<OperationKind>>) -> Self {
+        self.plans = plans;
         self
     }
 
@@ -175,6 +187,12 @@ pub enum SchedulerRecord {
         /// The agent whose offer it used.
         agent: AgentId,
     },
+    /// Operation ids up to `next` are used: persisted before an accept that uses them, so
+    /// that a restarted scheduler never names two operations alike (R5).
+    OperationIds {
+        /// The next operation number.
+        next: u64,
+    },
     /// A task's new state, as passed on to the application.
     State {
         /// The task.
@@ -194,6 +212,8 @@ pub struct SchedulerDurable {
     /// Every launched task, its agent and latest state; ended tasks are kept so that none is
     /// launched twice (R5). At most [`SCHEDULER_TASKS_MAX`].
     pub tasks: BTreeMap<TaskId, LaunchedTask>,
+    /// The next operation number.
+    pub next_operation: u64,
 }
 
 /// What a scheduler keeps about a launched task.
@@ -214,6 +234,9 @@ fn apply(durable: &mut SchedulerDurable, record: &SchedulerRecord) {
                 agent: *agent,
                 state: TaskState::Staging,
             });
+        }
+        SchedulerRecord::OperationIds { next } => {
+            durable.next_operation = durable.next_operation.max(*next);
         }
         SchedulerRecord::State { task, state } => {
             if let Some(launched) = durable.tasks.get_mut(task)
@@ -241,6 +264,9 @@ pub enum SchedulerTimer {
 pub enum SchedulerEvent {
     /// Launch a task on the first offer that holds its resources.
     Launch(TaskSpec),
+    /// Apply these operations, in order, on the first offer they all fit (for example:
+    /// reserve, create a volume on the reserved disk, launch a task that uses it).
+    Submit(Vec<OperationKind>),
     /// Kill a launched task.
     Kill(TaskId),
 }
@@ -261,8 +287,17 @@ pub enum SchedulerAction {
         /// Why.
         reason: Option<TaskStatusReason>,
     },
+    /// A resource operation's outcome.
+    Operation {
+        /// The operation.
+        operation: OperationId,
+        /// Its outcome.
+        state: OperationState,
+    },
     /// Another scheduler subscribed for the framework: this one stopped.
     Replaced,
+    /// The leader refused the subscription: this scheduler stopped.
+    Refused(SubscriptionRefusal),
 }
 
 /// Where a scheduler stands with the masters.
@@ -280,7 +315,7 @@ pub enum SchedulerPhase {
         /// Its term.
         term: Term,
     },
-    /// Replaced by another scheduler: does nothing more.
+    /// Replaced by another scheduler, or refused: does nothing more.
     Replaced,
 }
 
@@ -290,16 +325,15 @@ pub struct Scheduler {
     config: Arc<SchedulerConfig>,
     durable: SchedulerDurable,
     phase: SchedulerPhase,
-    /// Tasks waiting for an offer, in the order given.
-    queue: VecDeque<TaskSpec>,
+    /// Operations waiting for an offer they fit, in the order given; each entry is applied
+    /// on one offer, whole.
+    queue: VecDeque<Vec<OperationKind>>,
     /// Per task: the newest agent update passed on, to drop duplicates and older updates.
     latest_update: BTreeMap<TaskId, crate::ids::UpdateId>,
     /// Tasks asked about in the current reconciliation and not yet answered.
     reconciling: BTreeSet<TaskId>,
     /// The wait before the next reconciliation.
     reconcile_backoff: Duration,
-    /// Ids of the operations sent, so that each is named once.
-    next_operation: u64,
 }
 
 impl Scheduler {
@@ -318,18 +352,48 @@ impl Scheduler {
         &self.durable
     }
 
-    /// The tasks waiting for an offer.
-    pub fn queue(&self) -> impl Iterator<Item = &TaskSpec> {
+    /// The operations waiting for an offer.
+    pub fn queue(&self) -> impl Iterator<Item = &Vec<OperationKind>> {
         self.queue.iter()
     }
 
-    /// Queues a task unless it is known or the scheduler is full.
-    fn enqueue(&mut self, spec: TaskSpec) {
-        let known = self.durable.tasks.contains_key(&spec.task)
-            || self.queue.iter().any(|queued| queued.task == spec.task);
-        if !known && self.queue.len() + self.durable.tasks.len() < SCHEDULER_TASKS_MAX {
-            self.queue.push_back(spec);
+    /// Queues operations unless one launches a known task or the scheduler is full.
+    fn enqueue(&mut self, plan: Vec<OperationKind>) {
+        let launches = |plan: &Vec<OperationKind>| -> Vec<TaskId> {
+            plan.iter()
+                .filter_map(|kind| match kind {
+                    OperationKind::Launch(spec) => Some(spec.task.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        let new = launches(&plan);
+        let known = new.iter().any(|task| {
+            self.durable.tasks.contains_key(task)
+                || self
+                    .queue
+                    .iter()
+                    .any(|queued| launches(queued).contains(task))
+        });
+        let queued: usize = self.queue.iter().map(Vec::len).sum();
+        if !known
+            && !plan.is_empty()
+            && queued + plan.len() + self.durable.tasks.len() <= SCHEDULER_TASKS_MAX
+        {
+            self.queue.push_back(plan);
         }
+    }
+
+    /// What `pool` is after `plan`, if the plan fits in it.
+    fn fits(&self, plan: &[OperationKind], pool: &Resources) -> Option<Resources> {
+        let info = &self.config.info;
+        plan.iter().try_fold(pool.clone(), |pool, kind| match kind {
+            OperationKind::Launch(spec) => pool.checked_sub(&spec.resources).ok(),
+            kind => {
+                let conversion = operation::conversion(kind, &info.role, &info.principal).ok()?;
+                operation::apply(&pool, &conversion)
+            }
+        })
     }
 
     fn record(&mut self, record: SchedulerRecord, out: &mut Outbox<Scheduler>) {
@@ -473,42 +537,27 @@ impl Scheduler {
         }
     }
 
-    /// Launches the queued tasks that fit in `offer`, in order, and declines the offer if
-    /// none does.
+    /// Applies the queued operations that fit in `offer`, in order, and declines the offer if
+    /// none do.
     fn use_offer(&mut self, leader: &Address, offer: OfferInfo, out: &mut Outbox<Scheduler>) {
         let Some(framework) = self.durable.framework else {
             return;
         };
         let mut remaining = offer.resources.clone();
-        let mut operations = Vec::new();
+        let mut plans = Vec::new();
         let mut index = 0;
         while index < self.queue.len() {
-            let fits = remaining.checked_sub(&self.queue[index].resources).ok();
-            match fits {
-                Some(rest) if !self.durable.tasks.contains_key(&self.queue[index].task) => {
+            match self.fits(&self.queue[index], &remaining) {
+                Some(rest) => {
                     remaining = rest;
-                    let spec = self.queue.remove(index).expect("index is in the queue");
-                    self.record(
-                        SchedulerRecord::Launched {
-                            task: spec.task.clone(),
-                            agent: offer.agent,
-                        },
-                        out,
-                    );
-                    let id = OperationId::new(&alloc::format!("launch-{}", self.next_operation))
-                        .expect("a short name");
-                    self.next_operation += 1;
-                    operations.push(Operation {
-                        id,
-                        kind: OperationKind::Launch(spec),
-                    });
+                    plans.push(self.queue.remove(index).expect("index is in the queue"));
                 }
-                _ => index += 1,
+                None => index += 1,
             }
         }
         let offers =
             BoundedVec::from_vec(alloc::vec![offer.offer]).expect("one offer is within bounds");
-        if operations.is_empty() {
+        if plans.is_empty() {
             out.send(
                 leader.clone(),
                 Message::Decline(Box::new(Decline {
@@ -517,18 +566,37 @@ impl Scheduler {
                     suppress: self.queue.is_empty(),
                 })),
             );
-        } else {
-            out.send(
-                leader.clone(),
-                Message::Accept(Box::new(Accept {
-                    framework,
-                    offers,
-                    operations: BoundedVec::from_vec(operations)
-                        .expect("at most one operation per queued task"),
-                    suppress: self.queue.is_empty(),
-                })),
-            );
+            return;
         }
+        // Persisted before the accept leaves: the launches (so that a restart does not launch
+        // them again) and the operation numbers used (so that none is named twice).
+        let mut operations = Vec::new();
+        let mut next = self.durable.next_operation;
+        for kind in plans.into_iter().flatten() {
+            if let OperationKind::Launch(spec) = &kind {
+                self.record(
+                    SchedulerRecord::Launched {
+                        task: spec.task.clone(),
+                        agent: offer.agent,
+                    },
+                    out,
+                );
+            }
+            let id = OperationId::new(&alloc::format!("operation-{next}")).expect("a short name");
+            next += 1;
+            operations.push(Operation { id, kind });
+        }
+        self.record(SchedulerRecord::OperationIds { next }, out);
+        out.send(
+            leader.clone(),
+            Message::Accept(Box::new(Accept {
+                framework,
+                offers,
+                operations: BoundedVec::from_vec(operations)
+                    .expect("the queue is bounded below the accept's bound"),
+                suppress: self.queue.is_empty(),
+            })),
+        );
     }
 
     fn handle_status(&mut self, from: &Address, status: TaskStatus, out: &mut Outbox<Scheduler>) {
@@ -633,7 +701,10 @@ impl Scheduler {
             debug_assert!(self.durable.framework.is_some(), "subscribed means an id");
             debug_assert!(*term <= self.durable.highest_term, "E3");
         }
-        debug_assert!(self.queue.len() + self.durable.tasks.len() <= SCHEDULER_TASKS_MAX);
+        debug_assert!(
+            self.queue.iter().map(Vec::len).sum::<usize>() + self.durable.tasks.len()
+                <= SCHEDULER_TASKS_MAX
+        );
     }
 }
 
@@ -659,7 +730,6 @@ impl Machine for Scheduler {
             latest_update: BTreeMap::new(),
             reconciling: BTreeSet::new(),
             reconcile_backoff: config.reconcile_retry_initial,
-            next_operation: 0,
         };
         if scheduler.durable.framework.is_none()
             && let Some(framework) = config.framework
@@ -667,7 +737,10 @@ impl Machine for Scheduler {
             scheduler.record(SchedulerRecord::Subscribed(framework), out);
         }
         for spec in config.tasks.iter().cloned() {
-            scheduler.enqueue(spec);
+            scheduler.enqueue(alloc::vec![OperationKind::Launch(spec)]);
+        }
+        for plan in config.plans.iter().cloned() {
+            scheduler.enqueue(plan);
         }
         scheduler.start_subscription(out);
         scheduler.check_invariants();
@@ -701,6 +774,26 @@ impl Machine for Scheduler {
             Message::FrameworkReplaced(replaced) => self.handle_replaced(from, replaced, out),
             Message::Offers(offers) => self.handle_offers(from, *offers, out),
             Message::TaskStatus(status) => self.handle_status(from, *status, out),
+            Message::OperationStatus(status) => {
+                if self.fence(from, status.term, out)
+                    && self.is_leader_at(from, status.term)
+                    && Some(status.framework) == self.durable.framework
+                {
+                    out.act(SchedulerAction::Operation {
+                        operation: status.operation,
+                        state: status.state,
+                    });
+                }
+            }
+            Message::SubscriptionRefused(refused) => {
+                if self.fence(from, refused.term, out)
+                    && matches!(self.phase, SchedulerPhase::Subscribing { .. })
+                {
+                    out.cancel_timer(SchedulerTimer::Subscription);
+                    self.phase = SchedulerPhase::Replaced;
+                    out.act(SchedulerAction::Refused(refused.reason));
+                }
+            }
             Message::Ping(ping) => self.handle_ping(from, ping, out),
             _ => {}
         }
@@ -737,9 +830,14 @@ impl Machine for Scheduler {
 
     fn handle_event(&mut self, event: SchedulerEvent, out: &mut Outbox<Scheduler>) {
         match event {
-            SchedulerEvent::Launch(spec) => {
+            SchedulerEvent::Launch(_) | SchedulerEvent::Submit(_) => {
+                let plan = match event {
+                    SchedulerEvent::Launch(spec) => alloc::vec![OperationKind::Launch(spec)],
+                    SchedulerEvent::Submit(plan) => plan,
+                    SchedulerEvent::Kill(_) => unreachable!("matched above"),
+                };
                 let was_empty = self.queue.is_empty();
-                self.enqueue(spec);
+                self.enqueue(plan);
                 if was_empty
                     && !self.queue.is_empty()
                     && let (SchedulerPhase::Subscribed { leader, .. }, Some(framework)) =
@@ -749,7 +847,11 @@ impl Machine for Scheduler {
                 }
             }
             SchedulerEvent::Kill(task) => {
-                self.queue.retain(|queued| queued.task != task);
+                self.queue.retain(|queued| {
+                    !queued.iter().any(
+                        |kind| matches!(kind, OperationKind::Launch(spec) if spec.task == task),
+                    )
+                });
                 if let (SchedulerPhase::Subscribed { leader, .. }, Some(framework)) =
                     (&self.phase, self.durable.framework)
                     && self.durable.tasks.contains_key(&task)

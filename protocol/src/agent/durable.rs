@@ -5,7 +5,7 @@ use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{AgentId, BootId, ExecutorId, FrameworkId, TaskId, Term, UpdateId};
+use crate::ids::{AgentId, BootId, ExecutorId, FrameworkId, OperationId, TaskId, Term, UpdateId};
 use crate::resources::Resources;
 use crate::task::{TaskCommand, TaskState, TaskStatusReason};
 
@@ -50,9 +50,22 @@ pub enum AgentRecord {
         update: UpdateId,
     },
     /// The agent was marked gone: it forgets its id and tasks and registers anew. It keeps
-    /// its highest term, boot id and update counter.
+    /// its highest term, boot id, update counter, reservations and volumes.
     Removed,
+    /// A resource operation (reserve, unreserve, create or destroy a volume) was applied:
+    /// the agent's resources are now `total`. Persisted before it is acknowledged (R5).
+    OperationApplied {
+        /// The operation's framework.
+        framework: FrameworkId,
+        /// The operation.
+        operation: OperationId,
+        /// The agent's resources after it.
+        total: Resources,
+    },
 }
+
+/// How many applied operations an agent remembers, to apply a resent one only once (R5).
+pub const OPERATIONS_REMEMBERED: usize = 1024;
 
 /// An agent's durable state: the fold of its records by [`Agent::apply`](crate::Machine::apply).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -67,6 +80,11 @@ pub struct AgentDurable {
     pub next_update: UpdateId,
     /// Every task the agent holds, until its terminal update is acknowledged.
     pub tasks: BTreeMap<(FrameworkId, TaskId), TaskCheckpoint>,
+    /// Its resources as operations changed them (reservations, volumes); `None` until the
+    /// first operation: the configured resources.
+    pub resources: Option<Resources>,
+    /// The last [`OPERATIONS_REMEMBERED`] operations applied, oldest first.
+    pub operations: Vec<(FrameworkId, OperationId)>,
 }
 
 /// What an agent keeps about one task.
@@ -152,6 +170,20 @@ pub(crate) fn apply(durable: &mut AgentDurable, record: &AgentRecord) {
         AgentRecord::Removed => {
             durable.agent = None;
             durable.tasks.clear();
+        }
+        AgentRecord::OperationApplied {
+            framework,
+            operation,
+            total,
+        } => {
+            let key = (*framework, operation.clone());
+            if !durable.operations.contains(&key) {
+                if durable.operations.len() >= OPERATIONS_REMEMBERED {
+                    durable.operations.remove(0);
+                }
+                durable.operations.push(key);
+                durable.resources = Some(total.clone());
+            }
         }
     }
 }

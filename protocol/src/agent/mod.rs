@@ -106,14 +106,16 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::time::Duration;
 
-pub use durable::{AgentDurable, AgentRecord, TaskCheckpoint, UpdateCheckpoint};
+pub use durable::{
+    AgentDurable, AgentRecord, OPERATIONS_REMEMBERED, TaskCheckpoint, UpdateCheckpoint,
+};
 
 use crate::bounded::BoundedVec;
-use crate::ids::{AgentId, BootId, ExecutorId, FrameworkId, TaskId, Term};
+use crate::ids::{AgentId, BootId, ExecutorId, FrameworkId, Role, TaskId, Term, VolumeId};
 use crate::message::{
-    AGENT_TASKS_MAX, AgentRegistered, KillTask, LeaderChanged, LeaderHint, Message, Ping, Pong,
-    RegisterAgent, ReregisterAgent, RunTask, ShutdownAgent, StatusAcknowledgement, StatusUpdate,
-    TaskReport,
+    AGENT_TASKS_MAX, AgentRegistered, ApplyOperations, KillTask, LeaderChanged, LeaderHint,
+    Message, OperationFailure, OperationState, OperationStatus, Ping, Pong, RegisterAgent,
+    ReregisterAgent, RunTask, ShutdownAgent, StatusAcknowledgement, StatusUpdate, TaskReport,
 };
 use crate::note::Note;
 use crate::registry::AgentInfo;
@@ -304,6 +306,14 @@ pub enum AgentBootError {
         /// What the configuration offers.
         total: Resources,
     },
+    /// The checkpointed resources (reservations and volumes aside) differ from the
+    /// configured ones: reservations and volumes would no longer fit.
+    ResourcesChanged {
+        /// The checkpoint's resources, reservations and volumes removed.
+        checkpointed: Resources,
+        /// The configured resources, likewise.
+        configured: Resources,
+    },
     /// The checkpoint holds more than [`AGENT_TASKS_MAX`] tasks.
     TooManyTasks {
         /// How many it holds.
@@ -319,6 +329,16 @@ impl fmt::Display for AgentBootError {
                 "the checkpoint's tasks use {used}, more than the configured resources \
                  {total}: restore the configuration, or remove the agent's work directory to \
                  start it as a new agent"
+            ),
+            AgentBootError::ResourcesChanged {
+                checkpointed,
+                configured,
+            } => write!(
+                formatter,
+                "the checkpoint's resources {checkpointed} (its reservations and volumes \
+                 included) differ from the configured {configured}: restore the \
+                 configuration, or remove the agent's work directory to start it as a new \
+                 agent (its reservations and volumes are then lost)"
             ),
             AgentBootError::TooManyTasks { count } => write!(
                 formatter,
@@ -427,6 +447,21 @@ pub enum AgentAction {
         /// The executor.
         executor: ExecutorId,
     },
+    /// Create a persistent volume's directory (`volumes/<role>/<id>/`), before the
+    /// operation that created it is acknowledged.
+    CreateVolumeDirectory {
+        /// The role whose reserved disk it is on.
+        role: Role,
+        /// The volume.
+        volume: VolumeId,
+    },
+    /// Delete a destroyed volume's directory and its data (R4: only `DestroyVolume` does).
+    DeleteVolumeDirectory {
+        /// The role.
+        role: Role,
+        /// The volume.
+        volume: VolumeId,
+    },
     /// Stop an executor and every task it runs.
     ShutdownExecutor {
         /// Its framework.
@@ -519,6 +554,23 @@ impl Agent {
         self.config.mutation == Some(mutation)
     }
 
+    /// The agent's resources: as configured, then as operations changed them.
+    pub fn total(&self) -> &Resources {
+        self.durable
+            .resources
+            .as_ref()
+            .unwrap_or(&self.config.info.resources)
+    }
+
+    /// The agent's information as it reports it: its resources include its reservations and
+    /// volumes.
+    fn reported_info(&self) -> AgentInfo {
+        AgentInfo {
+            hostname: self.config.info.hostname.clone(),
+            resources: self.total().clone(),
+        }
+    }
+
     /// The resources the tasks not yet terminal use.
     fn used_resources(durable: &AgentDurable) -> Option<Resources> {
         durable
@@ -554,7 +606,7 @@ impl Agent {
         let Some(agent) = self.durable.agent else {
             return Message::RegisterAgent(Box::new(RegisterAgent {
                 address: self.config.address.clone(),
-                info: self.config.info.clone(),
+                info: self.reported_info(),
                 boot_id: self.config.boot_id.clone(),
                 highest_term: self.durable.highest_term,
             }));
@@ -581,7 +633,7 @@ impl Agent {
         Message::ReregisterAgent(Box::new(ReregisterAgent {
             agent,
             address: self.config.address.clone(),
-            info: self.config.info.clone(),
+            info: self.reported_info(),
             boot_id: self.config.boot_id.clone(),
             highest_term: self.durable.highest_term,
             tasks: BoundedVec::from_vec(tasks).expect("tasks are bounded at boot and launch"),
@@ -919,7 +971,7 @@ impl Agent {
         }
         let fits = Agent::used_resources(&self.durable)
             .and_then(|used| used.checked_add(&run.resources).ok())
-            .is_some_and(|needed| self.config.info.resources.contains(&needed));
+            .is_some_and(|needed| self.total().contains(&needed));
         let resources = if fits {
             run.resources
         } else {
@@ -958,6 +1010,101 @@ impl Agent {
             resources,
             command: run.command,
         });
+    }
+
+    /// Resource operations from the leader: each is applied once (R5), persisted before it is
+    /// answered, and answered with the agent's resources after it. One that the agent's
+    /// resources do not hold, or that destroys a volume a task uses, fails and changes nothing.
+    fn handle_apply_operations(
+        &mut self,
+        from: &Address,
+        apply: ApplyOperations,
+        out: &mut Outbox<Agent>,
+    ) {
+        if !self.fence(from, apply.term, out)
+            || self.durable.agent != Some(apply.agent)
+            || !matches!(self.phase, AgentPhase::Registered { .. })
+        {
+            return;
+        }
+        for operation in apply.operations.into_vec() {
+            let key = (apply.framework, operation.id.clone());
+            let state = if self.durable.operations.contains(&key) {
+                OperationState::Finished // Applied already: answered again, not reapplied.
+            } else {
+                let in_use = operation.consumed.volumes().any(|(volume, _)| {
+                    self.durable.tasks.values().any(|task| {
+                        !task.state.is_terminal() && task.resources.keys().any(|key| key == volume)
+                    })
+                });
+                let total = self
+                    .total()
+                    .checked_sub(&operation.consumed)
+                    .ok()
+                    .and_then(|rest| rest.checked_add(&operation.produced).ok());
+                match (in_use, total) {
+                    (true, _) => OperationState::Failed(OperationFailure::VolumeInUse),
+                    (false, None) => OperationState::Failed(OperationFailure::ResourcesUnavailable),
+                    (false, Some(total)) => {
+                        self.apply_operation(apply.framework, &operation, total, out);
+                        OperationState::Finished
+                    }
+                }
+            };
+            out.send(
+                from.clone(),
+                Message::OperationStatus(Box::new(OperationStatus {
+                    term: self.durable.highest_term,
+                    agent: Some(apply.agent),
+                    framework: apply.framework,
+                    operation: operation.id,
+                    state,
+                    total: Some(self.total().clone()),
+                })),
+            );
+        }
+    }
+
+    /// Applies one operation: a new volume's directory exists before the change is
+    /// persisted; a destroyed one's is deleted only after.
+    fn apply_operation(
+        &mut self,
+        framework: FrameworkId,
+        operation: &crate::message::AgentOperation,
+        total: Resources,
+        out: &mut Outbox<Agent>,
+    ) {
+        let volumes = |resources: &Resources| -> BTreeSet<(Role, VolumeId)> {
+            resources
+                .volumes()
+                .filter_map(|(key, _)| {
+                    let role = key.reservation.role()?.clone();
+                    Some((role, key.volume.as_ref()?.id.clone()))
+                })
+                .collect()
+        };
+        let before = volumes(&operation.consumed);
+        let after = volumes(&operation.produced);
+        for (role, volume) in after.difference(&before) {
+            out.act(AgentAction::CreateVolumeDirectory {
+                role: role.clone(),
+                volume: volume.clone(),
+            });
+        }
+        self.record(
+            AgentRecord::OperationApplied {
+                framework,
+                operation: operation.id.clone(),
+                total,
+            },
+            out,
+        );
+        for (role, volume) in before.difference(&after) {
+            out.act(AgentAction::DeleteVolumeDirectory {
+                role: role.clone(),
+                volume: volume.clone(),
+            });
+        }
     }
 
     /// A kill of a task the agent holds and that has not ended goes to its executor; the
@@ -1143,7 +1290,15 @@ impl Machine for Agent {
                 count: durable.tasks.len(),
             });
         }
-        let total = &config.info.resources;
+        if let Some(checkpointed) = &durable.resources
+            && checkpointed.stripped() != config.info.resources.stripped()
+        {
+            return Err(AgentBootError::ResourcesChanged {
+                checkpointed: checkpointed.stripped(),
+                configured: config.info.resources.stripped(),
+            });
+        }
+        let total = durable.resources.as_ref().unwrap_or(&config.info.resources);
         match Agent::used_resources(durable) {
             Some(used) if total.contains(&used) => {}
             used => {
@@ -1229,6 +1384,11 @@ impl Machine for Agent {
                 self.handle_kill_task(from, kill, out);
                 self.follow_newer_leader(from, term, out);
             }
+            Message::ApplyOperations(apply) => {
+                let term = apply.term;
+                self.handle_apply_operations(from, *apply, out);
+                self.follow_newer_leader(from, term, out);
+            }
             // Not for agents: ignored.
             Message::Pong(_)
             | Message::Election(_)
@@ -1251,7 +1411,9 @@ impl Machine for Agent {
             | Message::TaskStatus(_)
             | Message::Acknowledge(_)
             | Message::Reconcile(_)
-            | Message::Kill(_) => {}
+            | Message::Kill(_)
+            | Message::OperationStatus(_)
+            | Message::SubscriptionRefused(_) => {}
         }
         self.check_invariants();
     }

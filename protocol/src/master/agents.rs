@@ -26,8 +26,8 @@ use alloc::vec::Vec;
 use super::{ElectionRole, Master, MasterTimer, Waiter};
 use crate::ids::{AgentId, ExecutorId, FrameworkId, IdSequence, TaskId, UpdateId};
 use crate::message::{
-    AGENT_TASKS_MAX, AgentRegistered, LeaderChanged, Message, Ping, Pong, RegisterAgent,
-    ReregisterAgent, ShutdownAgent, StatusUpdate,
+    AGENT_TASKS_MAX, AgentOperation, AgentRegistered, LeaderChanged, Message, Ping, Pong,
+    RegisterAgent, ReregisterAgent, ShutdownAgent, StatusUpdate,
 };
 use crate::note::Note;
 use crate::registry::{AgentStatus, LogIndex, RegistryEntry};
@@ -91,6 +91,11 @@ pub struct AgentView {
     pub awaiting_pong: bool,
     /// Consecutive pings without an answer.
     pub missed_pings: u32,
+    /// Its resources as operations changed them, as it last reported them or the leader
+    /// applied since; `None` until it re-registers, then the registry's.
+    pub total: Option<Resources>,
+    /// Resource operations sent and not yet answered, in order; resent every ping round.
+    pub pending_operations: Vec<(FrameworkId, AgentOperation)>,
 }
 
 /// What the leader knows of one task.
@@ -303,6 +308,7 @@ impl Master {
                 AgentView {
                     registered: true,
                     tasks,
+                    total: Some(reregister.info.resources.clone()),
                     ..AgentView::default()
                 },
             );

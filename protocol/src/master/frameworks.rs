@@ -30,13 +30,17 @@ use alloc::vec::Vec;
 use super::{ElectionRole, Master, Waiter};
 use crate::allocator::{AgentResources, Cluster, FrameworkDemand, allocate};
 use crate::bounded::BoundedVec;
+use crate::ids::OperationId;
 use crate::ids::{AgentId, FrameworkId, IdSequence, OfferId, TaskId};
 use crate::message::{
-    Accept, Acknowledge, Decline, Kill, KillTask, Message, OFFERS_MAX, OfferInfo, Offers,
-    OperationKind, Ping, Reconcile, RunTask, StatusAcknowledgement, StatusSource, StatusUpdate,
+    Accept, Acknowledge, AgentOperation, ApplyOperations, Decline, Kill, KillTask, Message,
+    OFFERS_MAX, OfferInfo, Offers, OperationFailure, OperationKind, OperationState,
+    OperationStatus, Ping, Reconcile, RunTask, StatusAcknowledgement, StatusSource, StatusUpdate,
     Subscribe, Subscribed, TaskStatus,
 };
+use crate::message::{SubscriptionRefusal, SubscriptionRefused};
 use crate::note::Note;
+use crate::operation::{self, Conversion, Permission};
 use crate::registry::{AgentStatus, RegistryEntry};
 use crate::resources::Resources;
 use crate::task::{TaskState, TaskStatusReason};
@@ -139,25 +143,36 @@ impl Master {
             return;
         }
         let term = self.term();
+        let refuse = |reason, out: &mut Outbox<Master>| {
+            out.send(
+                from.clone(),
+                Message::SubscriptionRefused(Box::new(SubscriptionRefused { term, reason })),
+            );
+        };
+        if !operation::authorized(
+            self.config.access.as_ref(),
+            Permission::Register,
+            &subscribe.info.principal,
+            &subscribe.info.role,
+        ) {
+            refuse(SubscriptionRefusal::Unauthorized, out);
+            return;
+        }
         let latest = self.latest_registry();
         let (framework, entry) = match subscribe.framework {
             Some(framework) => {
-                let Some(record) = latest.frameworks().get(&framework) else {
+                let known = latest.frameworks().get(&framework).filter(|record| {
+                    record.info.role == subscribe.info.role
+                        && record.info.principal == subscribe.info.principal
+                });
+                let Some(record) = known else {
                     out.note(Note::UnknownFramework {
                         peer: from.clone(),
                         framework,
                     });
+                    refuse(SubscriptionRefusal::UnknownFramework, out);
                     return;
                 };
-                if record.info.role != subscribe.info.role
-                    || record.info.principal != subscribe.info.principal
-                {
-                    out.note(Note::UnknownFramework {
-                        peer: from.clone(),
-                        framework,
-                    });
-                    return;
-                }
                 let entry = record
                     .disconnected_since
                     .map(|_| RegistryEntry::FrameworkReconnected { framework });
@@ -239,7 +254,10 @@ impl Master {
             if record.status != AgentStatus::Admitted || !view.registered {
                 continue;
             }
-            let total = record.info.resources.clone();
+            let total = view
+                .total
+                .clone()
+                .unwrap_or_else(|| record.info.resources.clone());
             let used = view
                 .tasks
                 .values()
@@ -350,7 +368,10 @@ impl Master {
         }
     }
 
-    /// A scheduler accepts offers with operations.
+    /// A scheduler accepts offers with operations, applied in order against what the offers
+    /// hold. A launch becomes a `RunTask`; a resource operation is applied to the leader's
+    /// view of the agent and sent to the agent, which applies it once (R5) and answers with
+    /// its new resources. A refused operation changes nothing and fails with a reason.
     pub(super) fn handle_accept(
         &mut self,
         from: &Address,
@@ -369,6 +390,14 @@ impl Master {
             });
             return;
         }
+        let Some(info) = self
+            .registry
+            .frameworks()
+            .get(&framework)
+            .map(|record| record.info.clone())
+        else {
+            return;
+        };
         let term = self.term();
         // Take the offers: all must be outstanding, the framework's, and of one agent.
         let Some(directory) = self.frameworks_mut() else {
@@ -391,56 +420,93 @@ impl Master {
                 _ => pool = None,
             }
         }
-        let (Some(agent), Some(mut pool)) = (agent, pool) else {
-            // Unknown, foreign, rescinded or mixed offers: every launch is dropped.
+        let address = agent.and_then(|agent| {
+            self.registry
+                .agents()
+                .get(&agent)
+                .filter(|record| record.status == AgentStatus::Admitted)
+                .map(|record| record.address.clone())
+        });
+        let (Some(agent), Some(mut pool), Some(address)) = (agent, pool, address) else {
+            // Unknown, foreign, rescinded or mixed offers, or an agent gone since: every
+            // operation fails and nothing changes.
             for operation in accept.operations.into_vec() {
-                let OperationKind::Launch(spec) = operation.kind;
-                self.generate_status(
-                    framework,
-                    spec.task,
-                    None,
-                    TaskState::Dropped,
-                    TaskStatusReason::InvalidOffers,
-                    out,
-                );
+                match operation.kind {
+                    OperationKind::Launch(spec) => self.generate_status(
+                        framework,
+                        spec.task,
+                        None,
+                        TaskState::Dropped,
+                        TaskStatusReason::InvalidOffers,
+                        out,
+                    ),
+                    _ => self.operation_failed(
+                        framework,
+                        operation.id,
+                        None,
+                        OperationFailure::InvalidOffers,
+                        out,
+                    ),
+                }
             }
             self.allocate_offers(out);
             return;
         };
-        for offer in accept.offers.iter() {
-            directory.offers.remove(offer);
+        if let Some(directory) = self.frameworks_mut() {
+            for offer in accept.offers.iter() {
+                directory.offers.remove(offer);
+            }
         }
-        let address = self
-            .registry
-            .agents()
-            .get(&agent)
-            .filter(|record| record.status == AgentStatus::Admitted)
-            .map(|record| record.address.clone());
+        let mut total = self.agent_total(agent);
+        let mut conversions = Vec::new();
+        let mut launches = Vec::new();
         for operation in accept.operations.into_vec() {
-            let OperationKind::Launch(spec) = operation.kind;
+            let spec = match operation.kind {
+                OperationKind::Launch(spec) => spec,
+                kind => {
+                    match self.check_conversion(agent, &info, &kind, &pool, &total) {
+                        Ok((conversion, next_pool, next_total)) => {
+                            pool = next_pool;
+                            total = next_total;
+                            conversions.push(AgentOperation {
+                                id: operation.id,
+                                consumed: conversion.consumed,
+                                produced: conversion.produced,
+                            });
+                        }
+                        Err(failure) => {
+                            self.operation_failed(
+                                framework,
+                                operation.id,
+                                Some(agent),
+                                failure,
+                                out,
+                            );
+                        }
+                    }
+                    continue;
+                }
+            };
             let key = (framework, spec.task.clone());
             let duplicate = self.agent_directory().is_some_and(|agents| {
                 agents
                     .agents()
                     .values()
                     .any(|view| view.tasks.contains_key(&key))
-            }) || self
-                .agent_directory()
-                .is_some_and(|agents| agents.generated().contains_key(&key));
-            let rest = pool.checked_sub(&spec.resources).ok();
-            let failure = match (&address, duplicate, &rest) {
-                (None, _, _) => Some((TaskState::Dropped, TaskStatusReason::InvalidOffers)),
-                (_, true, _) => Some((TaskState::Error, TaskStatusReason::TaskInvalid)),
-                (_, _, None) => Some((TaskState::Error, TaskStatusReason::ResourcesUnavailable)),
-                _ => None,
-            };
-            if let Some((state, reason)) = failure {
-                if !duplicate {
-                    self.generate_status(framework, spec.task, Some(agent), state, reason, out);
-                }
-                continue;
+                    || agents.generated().contains_key(&key)
+            });
+            if duplicate {
+                continue; // The task's own status stands; a second launch changes nothing.
             }
-            let (Some(address), Some(rest)) = (&address, rest) else {
+            let Ok(rest) = pool.checked_sub(&spec.resources) else {
+                self.generate_status(
+                    framework,
+                    spec.task,
+                    Some(agent),
+                    TaskState::Error,
+                    TaskStatusReason::ResourcesUnavailable,
+                    out,
+                );
                 continue;
             };
             pool = rest;
@@ -458,6 +524,32 @@ impl Master {
                     },
                 );
             }
+            launches.push(spec);
+        }
+        if let Some(view) = self
+            .directory_mut_for_launch()
+            .and_then(|agents| agents.get_mut(&agent))
+        {
+            view.total = Some(total);
+            view.pending_operations.extend(
+                conversions
+                    .iter()
+                    .map(|operation| (framework, operation.clone())),
+            );
+        }
+        if !conversions.is_empty() {
+            out.send(
+                address.clone(),
+                Message::ApplyOperations(Box::new(ApplyOperations {
+                    term,
+                    agent,
+                    framework,
+                    operations: BoundedVec::from_vec(conversions)
+                        .expect("no more than the accept's operations"),
+                })),
+            );
+        }
+        for spec in launches {
             out.send(
                 address.clone(),
                 Message::RunTask(Box::new(RunTask {
@@ -467,6 +559,138 @@ impl Master {
                     task: spec.task,
                     resources: spec.resources,
                     command: spec.command,
+                })),
+            );
+        }
+        self.allocate_offers(out);
+    }
+
+    /// The agent's resources as the leader knows them now.
+    fn agent_total(&self, agent: AgentId) -> Resources {
+        self.agent_directory()
+            .and_then(|agents| agents.agents().get(&agent))
+            .and_then(|view| view.total.clone())
+            .or_else(|| {
+                self.registry
+                    .agents()
+                    .get(&agent)
+                    .map(|record| record.info.resources.clone())
+            })
+            .unwrap_or_default()
+    }
+
+    /// Checks a resource operation against the framework's rights, the offers' `pool` and the
+    /// agent's `total`; returns the conversion and both after it.
+    fn check_conversion(
+        &self,
+        agent: AgentId,
+        info: &crate::registry::FrameworkInfo,
+        kind: &OperationKind,
+        pool: &Resources,
+        total: &Resources,
+    ) -> Result<(Conversion, Resources, Resources), OperationFailure> {
+        if let Some(permission) = operation::permission_of(kind)
+            && !operation::authorized(
+                self.config.access.as_ref(),
+                permission,
+                &info.principal,
+                &info.role,
+            )
+        {
+            return Err(OperationFailure::Unauthorized);
+        }
+        let conversion = operation::conversion(kind, &info.role, &info.principal)
+            .map_err(|_| OperationFailure::Invalid)?;
+        if let OperationKind::DestroyVolume(volume) = kind {
+            let in_use = self
+                .agent_directory()
+                .and_then(|agents| agents.agents().get(&agent))
+                .is_some_and(|view| {
+                    view.tasks.values().any(|task| {
+                        !task.state.is_terminal()
+                            && volume
+                                .volumes()
+                                .any(|(key, _)| task.resources.keys().any(|used| used == key))
+                    })
+                });
+            if in_use {
+                return Err(OperationFailure::VolumeInUse);
+            }
+        }
+        let pool =
+            operation::apply(pool, &conversion).ok_or(OperationFailure::ResourcesUnavailable)?;
+        let total =
+            operation::apply(total, &conversion).ok_or(OperationFailure::ResourcesUnavailable)?;
+        Ok((conversion, pool, total))
+    }
+
+    /// Tells the framework an operation failed.
+    fn operation_failed(
+        &self,
+        framework: FrameworkId,
+        operation: OperationId,
+        agent: Option<AgentId>,
+        failure: OperationFailure,
+        out: &mut Outbox<Master>,
+    ) {
+        if let Some(scheduler) = self.scheduler_of(framework) {
+            out.send(
+                scheduler.clone(),
+                Message::OperationStatus(Box::new(OperationStatus {
+                    term: self.term(),
+                    agent,
+                    framework,
+                    operation,
+                    state: OperationState::Failed(failure),
+                    total: None,
+                })),
+            );
+        }
+    }
+
+    /// An agent answers a resource operation: its resources are what it says, and the
+    /// framework hears the outcome.
+    pub(super) fn handle_operation_status(
+        &mut self,
+        from: &Address,
+        status: OperationStatus,
+        out: &mut Outbox<Master>,
+    ) {
+        if !self.is_leader() {
+            return;
+        }
+        let Some(agent) = status.agent else {
+            return;
+        };
+        let from_agent = self.registry.agents().get(&agent).is_some_and(|record| {
+            record.status == AgentStatus::Admitted && record.address == *from
+        });
+        if !from_agent {
+            return;
+        }
+        let Some(view) = self
+            .directory_mut_for_launch()
+            .and_then(|agents| agents.get_mut(&agent))
+        else {
+            return;
+        };
+        let before = view.pending_operations.len();
+        view.pending_operations.retain(|(framework, operation)| {
+            !(*framework == status.framework && operation.id == status.operation)
+        });
+        if view.pending_operations.len() == before {
+            return; // A duplicate answer.
+        }
+        if let Some(total) = &status.total {
+            view.total = Some(total.clone());
+        }
+        if let Some(scheduler) = self.scheduler_of(status.framework) {
+            out.send(
+                scheduler.clone(),
+                Message::OperationStatus(Box::new(OperationStatus {
+                    term: self.term(),
+                    total: None,
+                    ..status
                 })),
             );
         }
@@ -610,6 +834,7 @@ impl Master {
         for (framework, task) in keys {
             self.send_generated(framework, &task, out);
         }
+        self.resend_operations(out);
         let term = self.term();
         if let Some(directory) = self.frameworks_mut() {
             directory.ping = directory.ping.wrapping_add(1);
@@ -619,6 +844,44 @@ impl Master {
                     view.scheduler.clone(),
                     Message::Ping(Ping { term, sequence }),
                 );
+            }
+        }
+    }
+
+    /// Resends every unanswered resource operation to its agent, in order.
+    fn resend_operations(&self, out: &mut Outbox<Master>) {
+        let Some(agents) = self.agent_directory() else {
+            return;
+        };
+        for (agent, view) in agents.agents() {
+            let Some(record) = self
+                .registry
+                .agents()
+                .get(agent)
+                .filter(|record| record.status == AgentStatus::Admitted)
+            else {
+                continue;
+            };
+            let mut by_framework: BTreeMap<FrameworkId, Vec<AgentOperation>> = BTreeMap::new();
+            for (framework, operation) in &view.pending_operations {
+                by_framework
+                    .entry(*framework)
+                    .or_default()
+                    .push(operation.clone());
+            }
+            for (framework, operations) in by_framework {
+                for chunk in operations.chunks(crate::message::AGENT_OPERATIONS_MAX) {
+                    out.send(
+                        record.address.clone(),
+                        Message::ApplyOperations(Box::new(ApplyOperations {
+                            term: self.term(),
+                            agent: *agent,
+                            framework,
+                            operations: BoundedVec::from_vec(chunk.to_vec())
+                                .expect("chunks are within bounds"),
+                        })),
+                    );
+                }
             }
         }
     }

@@ -168,6 +168,7 @@ pub struct MasterConfig {
     check_quorum: bool,
     agent_ping_interval: Duration,
     max_missed_pings: u32,
+    access: Option<crate::operation::AccessList>,
     mutation: Option<Mutation>,
 }
 
@@ -200,6 +201,7 @@ impl MasterConfig {
             check_quorum: true,
             agent_ping_interval: AGENT_PING_INTERVAL_DEFAULT,
             max_missed_pings: MAX_MISSED_PINGS_DEFAULT,
+            access: None,
             mutation: None,
         })
     }
@@ -255,6 +257,14 @@ impl MasterConfig {
     #[must_use]
     pub fn with_max_missed_pings(mut self, pings: u32) -> Self {
         self.max_missed_pings = pings.max(1);
+        self
+    }
+
+    /// With an access list: from then on, only the principals it lists may register
+    /// frameworks, reserve and create volumes in its roles (deny by default).
+    #[must_use]
+    pub fn with_access_list(mut self, access: crate::operation::AccessList) -> Self {
+        self.access = Some(access);
         self
     }
 
@@ -847,6 +857,7 @@ impl Machine for Master {
             Message::Acknowledge(acknowledge) => self.handle_acknowledge(from, acknowledge, out),
             Message::Reconcile(reconcile) => self.handle_reconcile(from, *reconcile, out),
             Message::Kill(kill) => self.handle_kill(from, kill, out),
+            Message::OperationStatus(status) => self.handle_operation_status(from, *status, out),
             // Not for masters, or not from a peer a master listens to: ignored.
             Message::Ping(_)
             | Message::LeaderHint(_)
@@ -862,7 +873,9 @@ impl Machine for Master {
             | Message::Subscribed(_)
             | Message::FrameworkReplaced(_)
             | Message::Offers(_)
-            | Message::TaskStatus(_) => {}
+            | Message::TaskStatus(_)
+            | Message::ApplyOperations(_)
+            | Message::SubscriptionRefused(_) => {}
         }
         self.check_invariants();
     }
