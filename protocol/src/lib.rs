@@ -154,6 +154,8 @@ pub mod scheduler;
 pub mod task;
 #[cfg(test)]
 mod test_support;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use machine::{
     ADDRESS_LENGTH_MAX, Address, AddressError, Command, DurationRange, Machine, Outbox,

@@ -654,6 +654,38 @@ impl Scheduler {
         });
     }
 
+    fn handle_operation_status(
+        &mut self,
+        from: &Address,
+        status: crate::message::OperationStatus,
+        out: &mut Outbox<Scheduler>,
+    ) {
+        if self.fence(from, status.term, out)
+            && self.is_leader_at(from, status.term)
+            && Some(status.framework) == self.durable.framework
+        {
+            out.act(SchedulerAction::Operation {
+                operation: status.operation,
+                state: status.state,
+            });
+        }
+    }
+
+    fn handle_refused(
+        &mut self,
+        from: &Address,
+        refused: crate::message::SubscriptionRefused,
+        out: &mut Outbox<Scheduler>,
+    ) {
+        if self.fence(from, refused.term, out)
+            && matches!(self.phase, SchedulerPhase::Subscribing { .. })
+        {
+            out.cancel_timer(SchedulerTimer::Subscription);
+            self.phase = SchedulerPhase::Replaced;
+            out.act(SchedulerAction::Refused(refused.reason));
+        }
+    }
+
     fn handle_replaced(
         &mut self,
         from: &Address,
@@ -774,26 +806,8 @@ impl Machine for Scheduler {
             Message::FrameworkReplaced(replaced) => self.handle_replaced(from, replaced, out),
             Message::Offers(offers) => self.handle_offers(from, *offers, out),
             Message::TaskStatus(status) => self.handle_status(from, *status, out),
-            Message::OperationStatus(status) => {
-                if self.fence(from, status.term, out)
-                    && self.is_leader_at(from, status.term)
-                    && Some(status.framework) == self.durable.framework
-                {
-                    out.act(SchedulerAction::Operation {
-                        operation: status.operation,
-                        state: status.state,
-                    });
-                }
-            }
-            Message::SubscriptionRefused(refused) => {
-                if self.fence(from, refused.term, out)
-                    && matches!(self.phase, SchedulerPhase::Subscribing { .. })
-                {
-                    out.cancel_timer(SchedulerTimer::Subscription);
-                    self.phase = SchedulerPhase::Replaced;
-                    out.act(SchedulerAction::Refused(refused.reason));
-                }
-            }
+            Message::OperationStatus(status) => self.handle_operation_status(from, *status, out),
+            Message::SubscriptionRefused(refused) => self.handle_refused(from, *refused, out),
             Message::Ping(ping) => self.handle_ping(from, ping, out),
             _ => {}
         }

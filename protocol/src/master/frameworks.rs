@@ -237,6 +237,7 @@ impl Master {
             },
             out,
         );
+        self.allocate_offers(out);
     }
 
     /// Leader: offers what is free to the frameworks that want offers.
@@ -835,6 +836,8 @@ impl Master {
             self.send_generated(framework, &task, out);
         }
         self.resend_operations(out);
+        // The allocation interval (Mesos: 1 s): whatever an event did not offer yet.
+        self.allocate_offers(out);
         let term = self.term();
         if let Some(directory) = self.frameworks_mut() {
             directory.ping = directory.ping.wrapping_add(1);
