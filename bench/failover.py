@@ -358,20 +358,15 @@ class BerthCluster:
 
     def agreed(self, indices):
         """(leader address, term) if every master in `indices` names it; None otherwise."""
-        report = self.ask(indices)
-        if report is None or len(report.get("masters", [])) != len(indices):
+        report = self.ask(indices) or {}
+        masters = report.get("masters", [])
+        if len(masters) != len(indices) or not all(answer.get("answered") for answer in masters):
             return None
-        answers = {
-            (answer.get("term"), answer.get("leader"))
-            for answer in report["masters"]
-            if answer.get("answered")
-        }
-        if len(answers) != 1 or len(report["masters"]) != sum(
-            1 for answer in report["masters"] if answer.get("answered")
-        ):
+        named = {(answer.get("term"), answer.get("leader")) for answer in masters}
+        if len(named) != 1:
             return None
-        term, leader = answers.pop()
-        if leader is None or term is None:
+        term, leader = named.pop()
+        if term is None or leader is None:
             return None
         return leader, term
 
@@ -404,9 +399,15 @@ def measure_berth(arguments, pauses, directory, processes):
     )
     poll_periods_ms = []
     call_durations_ms = []
+    expected_term = None
+    unprovoked_elections = 0
     for run in range(1, arguments.runs + 1):
         time.sleep(settle_pause_s(arguments, pauses))
         leader, term = cluster.wait_for_leader(everyone, poll_s)
+        if expected_term is not None and term != expected_term:
+            # The cluster elected again between runs: the restarted master or a delayed
+            # heartbeat on a busy machine.
+            unprovoked_elections += 1
         leader_index = cluster.addresses.index(leader)
         survivors = [index for index in everyone if index != leader_index]
 
@@ -430,6 +431,7 @@ def measure_berth(arguments, pauses, directory, processes):
         elapsed_ms = (observed_at - killed_at) * 1000.0
         result.samples_ms.append(elapsed_ms)
         new_leader, new_term = agreement
+        expected_term = new_term
         progress(
             f"  Berth run {run}/{arguments.runs}: killed master {leader_index + 1} (term {term}); "
             f"master {cluster.addresses.index(new_leader) + 1} leads term {new_term} "
@@ -446,6 +448,10 @@ def measure_berth(arguments, pauses, directory, processes):
         f"{max(poll_periods_ms):.1f} ms), of which one `berth leader` call took "
         f"{statistics.mean(call_durations_ms):.1f} ms; each sample overstates the failover by "
         "up to one poll period"
+    )
+    result.notes.append(
+        f"runs that found a newer term than the failover before them left: "
+        f"{unprovoked_elections} (an election no kill caused)"
     )
     result.notes.append(
         "between runs: the killed master restarts on its data directory, all three agree on "
@@ -562,6 +568,9 @@ class Contenders:
         self.session_ms = session_ms
         self.processes = processes
         self.events = queue.Queue()
+        # (arrival time, contender number, state) of every Disconnected, SyncConnected after a
+        # disconnection, or Expired a contender reported.
+        self.connection_events = []
         self.running = {}  # contender number -> process
         self.nodes = {}  # contender number -> its node under /election
         self.started = 0
@@ -610,13 +619,41 @@ class Contenders:
         self.events.put((time.monotonic(), number, "EXIT", str(process.wait())))
 
     def next_event(self, timeout_s):
-        try:
-            return self.events.get(timeout=timeout_s)
-        except queue.Empty:
+        event = self.poll_event(timeout_s)
+        if event is None:
             raise RuntimeError(
                 f"ZooKeeper: no word from the contenders within {timeout_s:.0f} s; "
                 f"logs in {self.ensemble.directory}"
-            ) from None
+            )
+        return event
+
+    def poll_event(self, timeout_s):
+        """The next line of a contender within `timeout_s`, or None. Connection state changes
+        are only recorded: a contender that loses its connection and gets it back within its
+        session keeps its place. One whose session expires exits, and that is an error."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                event = self.events.get(timeout=max(deadline - time.monotonic(), 0.0))
+            except queue.Empty:
+                return None
+            arrived_at, number, kind, value = event
+            if kind == "STATE":
+                self.connection_events.append((arrived_at, number, value))
+                continue
+            if kind == "EXIT" and number in self.running:
+                raise RuntimeError(
+                    f"ZooKeeper: contender {number} exited with status {value} (status 3: its "
+                    f"session expired); logs in {self.ensemble.directory}"
+                )
+            return event
+
+    def disconnections(self, since, until):
+        return sum(
+            1
+            for arrived_at, _, state in self.connection_events
+            if state == "Disconnected" and since <= arrived_at <= until
+        )
 
     def in_line(self):
         """The running contenders, leader first."""
@@ -651,6 +688,7 @@ def measure_zookeeper(arguments, pauses, tick_ms, directory, processes):
         observed="until the next contender's watch has fired and it has read that its node is "
         "the lowest (its line is timestamped as it arrives: no polling)",
     )
+    disturbed_runs = 0
     for run in range(1, arguments.runs + 1):
         time.sleep(settle_pause_s(arguments, pauses))
         expect_quiet(contenders)
@@ -672,10 +710,13 @@ def measure_zookeeper(arguments, pauses, tick_ms, directory, processes):
                 f"logs in {directory}"
             )
         result.samples_ms.append(elapsed_ms)
+        disturbed = contenders.disconnections(killed_at, killed_at + elapsed_ms / 1000.0) > 0
+        disturbed_runs += disturbed
         progress(
             f"  ZooKeeper tickTime={tick_ms} run {run}/{arguments.runs}: killed the contender "
             f"of {contenders.nodes[leader]}; {contenders.nodes[successor]} leads after "
             f"{elapsed_ms:.0f} ms"
+            + (" (a surviving contender lost its connection meanwhile)" if disturbed else "")
         )
         contenders.start()
 
@@ -686,6 +727,11 @@ def measure_zookeeper(arguments, pauses, tick_ms, directory, processes):
         "between runs: the killed contender restarts (a new session, its node at the back of "
         f"the line), then a random pause of {arguments.settle_ms}-{2 * arguments.settle_ms} ms; "
         "the servers run throughout"
+    )
+    disconnections = contenders.disconnections(0.0, time.monotonic())
+    result.notes.append(
+        f"connection losses of contenders (each regained within its session): {disconnections} "
+        f"in all, during {disturbed_runs} of the {arguments.runs} failovers; no session expired"
     )
     result.notes.append(
         f"other settings: initLimit={ZOOKEEPER_INIT_LIMIT_TICKS}, "
@@ -709,13 +755,11 @@ def wait_for_leader_line(contenders, number, timeout_s):
 
 
 def expect_quiet(contenders):
-    """Fails if a contender said anything since the last run: a lost connection, an expired
-    session or an exit would make the next sample meaningless."""
-    try:
-        _, sender, kind, value = contenders.events.get_nowait()
-    except queue.Empty:
-        return
-    raise RuntimeError(f"ZooKeeper: contender {sender} said {kind} {value} between runs")
+    """Fails if a contender said anything but a connection state change since the last run."""
+    event = contenders.poll_event(0.0)
+    if event is not None:
+        _, sender, kind, value = event
+        raise RuntimeError(f"ZooKeeper: contender {sender} said {kind} {value} between runs")
 
 
 if __name__ == "__main__":

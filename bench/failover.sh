@@ -2,7 +2,7 @@
 # Leader failover, Berth against ZooKeeper, side by side on this machine in one run.
 #
 #   bench/failover.sh [--runs N] [--tick-ms 2000,250] [--poll-ms 10] [--settle-ms 1000]
-#                     [--markdown] [--keep]
+#                     [--seed N] [--markdown] [--keep]
 #
 # SIGKILLs the leader of 3 `berth master` processes (default settings) and, separately, the
 # leading contender of ZooKeeper's standard election recipe on a 3-server ensemble with the
@@ -12,8 +12,8 @@
 #
 # Installs what is missing with apt-get (Debian's zookeeper package and a JDK to compile the
 # contender), builds `berth` in release mode, and keeps every file of the run in a temporary
-# directory that is removed at the end (--keep keeps it, for the logs). A manual benchmark:
-# not part of `cargo test` or CI. Takes about 6 minutes with the defaults.
+# directory that is removed at the end (--keep, or a failure, keeps it for the logs). A manual
+# benchmark: not part of `cargo test` or CI. Takes about 4 minutes with the defaults.
 set -euo pipefail
 
 usage() {
@@ -25,6 +25,7 @@ tick_ms=2000,250
 poll_ms=10
 settle_ms=1000
 markdown=()
+seed=()
 keep=false
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -32,6 +33,7 @@ while [[ $# -gt 0 ]]; do
     --tick-ms) tick_ms="$2"; shift 2 ;;
     --poll-ms) poll_ms="$2"; shift 2 ;;
     --settle-ms) settle_ms="$2"; shift 2 ;;
+    --seed) seed=(--seed "$2"); shift 2 ;;
     --markdown) markdown=(--markdown); shift ;;
     --keep) keep=true; shift ;;
     -h | --help) usage; exit 0 ;;
@@ -66,7 +68,9 @@ berth="$target_directory/release/berth"
 
 work="$(mktemp -d -t berth-failover-XXXXXXXX)"
 cleanup() {
-  if [[ "$keep" == true ]]; then
+  local status=$?
+  # A failed run keeps its logs: the error names them.
+  if [[ "$keep" == true || $status -ne 0 ]]; then
     echo "Logs and data of the run: $work" >&2
   else
     rm -rf "$work"
@@ -96,4 +100,5 @@ python3 "$repository/bench/failover.py" \
   --java java \
   --zookeeper-classpath "$server_classpath" \
   --contender-classpath "$contender_classpath" \
+  "${seed[@]}" \
   "${markdown[@]}"
