@@ -9,5 +9,7 @@ pub mod driver;
 pub mod local;
 pub mod logging;
 pub mod master;
+pub mod process;
 pub mod storage;
 pub mod transport;
+pub mod work_dir;
