@@ -1,5 +1,5 @@
 //! The command line: `berth master`, `berth local`, `berth leader`, `berth state` and
-//! `berth resources`.
+//! `berth resources` (and `berth executor`, which agents start).
 //!
 //! Every flag can also be given as a `BERTH_*` environment variable (shown in `--help`).
 
@@ -12,13 +12,14 @@ use std::time::Duration;
 use anyhow::Context;
 use berth_protocol::Address;
 use berth_protocol::bounded::{Name, NameError};
-use berth_protocol::ids::MasterId;
+use berth_protocol::ids::{ExecutorId, FrameworkId, MasterId};
 use berth_protocol::master::{MEMBERSHIP_SIZES, MasterConfig};
 use berth_protocol::resources::{Reservation, ResourceValue, Resources};
 use clap::{Args, Parser, Subcommand};
 
 use crate::client::{ClusterState, LeaderReport, find_leader, query_state};
 use crate::driver::DriverConfig;
+use crate::executor::{ExecutorConfig, run_executor};
 use crate::local::{LocalOptions, run_local};
 use crate::logging::LogFormat;
 use crate::master::{MasterNodeConfig, run_master};
@@ -76,6 +77,9 @@ pub enum Command {
         /// The resource string, as given to `berth agent --resources`.
         text: String,
     },
+    /// Runs an executor: started by an agent, not by hand.
+    #[command(hide = true)]
+    Executor(ExecutorArgs),
 }
 
 /// `berth master`.
@@ -115,6 +119,31 @@ pub struct MasterArgs {
     /// exits. Set by `berth local`.
     #[arg(long, env = "BERTH_PARENT_PID", value_name = "PID", hide = true)]
     pub parent_pid: Option<u32>,
+}
+
+/// `berth executor`: started by an agent.
+#[derive(Debug, Args)]
+pub struct ExecutorArgs {
+    /// The agent's work directory.
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: PathBuf,
+
+    /// The executor's framework.
+    #[arg(long, value_name = "ID")]
+    pub framework: FrameworkId,
+
+    /// The executor's id.
+    #[arg(long, value_name = "ID")]
+    pub executor: ExecutorId,
+
+    /// The wait between SIGTERM and SIGKILL when a task is killed, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 3000)]
+    pub kill_grace_ms: u64,
+
+    /// How long to wait for an absent agent before killing every task and exiting, in
+    /// milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 15 * 60 * 1000)]
+    pub recovery_timeout_ms: u64,
 }
 
 /// `berth local`.
@@ -311,6 +340,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Master(args) => runtime()?.block_on(master(args)),
+        Command::Executor(args) => executor_runtime()?.block_on(executor(args)),
         Command::Local(args) => runtime()?.block_on(run_local(
             LocalOptions {
                 masters: args.masters,
@@ -329,6 +359,27 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")
+}
+
+/// An executor's runtime: one thread is plenty for a few tasks, and leaves the CPUs to them.
+fn executor_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")
+}
+
+/// `berth executor`.
+async fn executor(args: ExecutorArgs) -> anyhow::Result<()> {
+    let config = ExecutorConfig {
+        work_dir: args.work_dir,
+        framework: args.framework,
+        executor: args.executor,
+        kill_grace: Duration::from_millis(args.kill_grace_ms),
+        recovery_timeout: Duration::from_millis(args.recovery_timeout_ms),
+    };
+    run_executor(config, shutdown_signal()).await?;
+    Ok(())
 }
 
 /// `berth master`.

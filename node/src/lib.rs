@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod client;
 pub mod driver;
+pub mod executor;
 pub mod local;
 pub mod logging;
 pub mod master;
