@@ -1,5 +1,5 @@
-//! The command line: `berth master`, `berth local`, `berth leader`, `berth state` and
-//! `berth resources` (and `berth executor`, which agents start).
+//! The command line: `berth master`, `berth agent`, `berth local`, `berth leader`,
+//! `berth state` and `berth resources` (and `berth executor`, which agents start).
 //!
 //! Every flag can also be given as a `BERTH_*` environment variable (shown in `--help`).
 
@@ -11,12 +11,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use berth_protocol::Address;
+use berth_protocol::agent::AgentConfig;
 use berth_protocol::bounded::{Name, NameError};
-use berth_protocol::ids::{ExecutorId, FrameworkId, MasterId};
+use berth_protocol::ids::{BootId, ExecutorId, FrameworkId, MasterId};
 use berth_protocol::master::{MEMBERSHIP_SIZES, MasterConfig};
-use berth_protocol::resources::{Reservation, ResourceValue, Resources};
+use berth_protocol::registry::AgentInfo;
+use berth_protocol::resources::{Reservation, ResourceParseError, ResourceValue, Resources};
 use clap::{Args, Parser, Subcommand};
 
+use crate::agent::{AgentNode, AgentNodeConfig, ExecutorSettings, host};
 use crate::client::{ClusterState, LeaderReport, find_leader, query_state};
 use crate::driver::DriverConfig;
 use crate::executor::{ExecutorConfig, run_executor};
@@ -58,6 +61,19 @@ pub enum Command {
     /// Runs until Ctrl-C or SIGTERM. Logs go to standard error; RUST_LOG=info shows
     /// elections and leadership changes.
     Master(MasterArgs),
+    /// Runs an agent: registers with the leading master, runs tasks in executor processes,
+    /// and checkpoints what it runs in its work directory.
+    ///
+    /// Example:
+    /// berth agent --masters 10.0.0.1:5050,10.0.0.2:5050,10.0.0.3:5050
+    /// --listen 10.0.0.7:5051 --work-dir /var/lib/berth/agent
+    /// --resources "cpus:4;mem:8192;disk:100000;cpus(ops):1" --secret-file /etc/berth/secret
+    ///
+    /// Executors run in sessions of their own and survive the agent: stopping it (Ctrl-C,
+    /// SIGTERM) or killing it leaves its tasks running, and an agent restarted with the same
+    /// work directory reconnects to them. Logs go to standard error; RUST_LOG=info shows
+    /// registrations, executors and tasks.
+    Agent(AgentArgs),
     /// Runs a whole cluster on this machine: starts masters as separate processes on
     /// loopback, prints where their data and logs are and which one leads, and stops them
     /// all on Ctrl-C.
@@ -116,6 +132,60 @@ pub struct MasterArgs {
     pub secret_file: PathBuf,
 
     /// Stop when the process with this id (the `berth local` that started this master)
+    /// exits. Set by `berth local`.
+    #[arg(long, env = "BERTH_PARENT_PID", value_name = "PID", hide = true)]
+    pub parent_pid: Option<u32>,
+}
+
+/// `berth agent`.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The masters, as IP:PORT (or ID=IP:PORT, as given to `berth master`) separated by
+    /// commas: 1 to 5 of them. The agent obeys only these addresses.
+    #[arg(long, env = "BERTH_MASTERS", value_name = "IP:PORT,...", value_parser = parse_master_addresses)]
+    pub masters: MasterAddresses,
+
+    /// The socket address to listen on for the masters.
+    #[arg(long, env = "BERTH_LISTEN", value_name = "IP:PORT")]
+    pub listen: SocketAddr,
+
+    /// The address the masters reach this agent at [default: --listen]. Needed when --listen
+    /// is 0.0.0.0:PORT.
+    #[arg(long, env = "BERTH_ADVERTISE", value_name = "IP:PORT")]
+    pub advertise: Option<SocketAddr>,
+
+    /// The agent's work directory: its checkpoint (meta/), the tasks' sandboxes
+    /// (sandboxes/), persistent volumes (volumes/), executors' logs (executors/) and the
+    /// executors' socket. Created if missing. Keep it across restarts: it is how the agent
+    /// finds its tasks again.
+    #[arg(long, env = "BERTH_WORK_DIR", value_name = "DIR")]
+    pub work_dir: PathBuf,
+
+    /// The resources to offer, e.g. "cpus:4;mem:8192;disk:100000;ports:[31000-32000];cpus(ops):1"
+    /// (mem and disk in MB; NAME(ROLE) reserves for a role) [default: detected as Mesos does:
+    /// every CPU; total memory minus 1 GB (half if under 2 GB); the work directory's file
+    /// system minus 5 GB (half if under 10 GB); ports [31000-32000]].
+    #[arg(long, env = "BERTH_RESOURCES", value_name = "RESOURCES", value_parser = parse_resources)]
+    pub resources: Option<Resources>,
+
+    /// The host name to report [default: the system's host name].
+    #[arg(long, env = "BERTH_HOSTNAME", value_name = "NAME")]
+    pub hostname: Option<String>,
+
+    /// The cluster's name: nodes of another cluster are refused.
+    #[arg(long, env = "BERTH_CLUSTER", value_name = "NAME", default_value = CLUSTER_DEFAULT, value_parser = parse_cluster)]
+    pub cluster: Name,
+
+    /// A file holding the cluster secret shared by every node (at least 16 bytes; mode 600).
+    #[arg(long, env = "BERTH_SECRET_FILE", value_name = "FILE")]
+    pub secret_file: PathBuf,
+
+    /// The host's boot id [default: /proc/sys/kernel/random/boot_id]. A different boot id
+    /// than the checkpoint's means the host rebooted: earlier tasks are reported lost.
+    #[arg(long, env = "BERTH_BOOT_ID", value_name = "ID", hide = true)]
+    pub boot_id: Option<String>,
+
+    /// Stop when the process with this id (the `berth local` that started this agent)
     /// exits. Set by `berth local`.
     #[arg(long, env = "BERTH_PARENT_PID", value_name = "PID", hide = true)]
     pub parent_pid: Option<u32>,
@@ -325,6 +395,10 @@ fn parse_cluster(text: &str) -> Result<Name, NameError> {
     Name::new(text)
 }
 
+fn parse_resources(text: &str) -> Result<Resources, ResourceParseError> {
+    Resources::parse(text)
+}
+
 fn parse_membership_size(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
         Ok(count) if MEMBERSHIP_SIZES.contains(&count) => Ok(count),
@@ -340,6 +414,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Master(args) => runtime()?.block_on(master(args)),
+        Command::Agent(args) => runtime()?.block_on(agent(args, cli.log_format)),
         Command::Executor(args) => executor_runtime()?.block_on(executor(args)),
         Command::Local(args) => runtime()?.block_on(run_local(
             LocalOptions {
@@ -367,6 +442,59 @@ fn executor_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")
+}
+
+/// `berth agent`.
+async fn agent(args: AgentArgs, log_format: crate::logging::LogFormat) -> anyhow::Result<()> {
+    if let Some(parent) = args.parent_pid {
+        exit_with_parent(parent)?;
+    }
+    let advertise = args.advertise.unwrap_or(args.listen);
+    if advertise.ip().is_unspecified() || advertise.port() == 0 {
+        anyhow::bail!(
+            "the masters cannot reach this agent at {advertise}: give --advertise IP:PORT, \
+             the address they reach it at"
+        );
+    }
+    let address = Address::new(&advertise.to_string()).context("a socket address")?;
+    let boot_id = match args.boot_id {
+        Some(text) => BootId::new(&text).with_context(|| format!("invalid --boot-id {text:?}"))?,
+        None => host::boot_id()?,
+    };
+    let hostname_text = args.hostname.unwrap_or_else(host::hostname);
+    let hostname = Name::new(&hostname_text).with_context(|| {
+        format!("the host name {hostname_text:?} is not a valid name: give --hostname")
+    })?;
+    let resources = match args.resources {
+        Some(resources) => resources,
+        None => {
+            crate::work_dir::WorkDir::new(&args.work_dir).create()?;
+            host::detect_resources(&args.work_dir)?
+        }
+    };
+    let info = AgentInfo {
+        hostname,
+        resources,
+    };
+    let agent =
+        AgentConfig::new(args.masters.0, address, info, boot_id).context("invalid --masters")?;
+    let secret = ClusterSecret::read(&args.secret_file)?;
+    let executable = std::env::current_exe().context("cannot find the berth executable")?;
+    let mut executors = ExecutorSettings::new(executable);
+    executors.log_format = log_format;
+    let node = AgentNode::open(AgentNodeConfig {
+        agent,
+        cluster: args.cluster,
+        secret,
+        work_dir: args.work_dir,
+        executors,
+        driver: DriverConfig::default(),
+    })?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    node.run(listener, shutdown_signal()).await?;
+    Ok(())
 }
 
 /// `berth executor`.

@@ -3,6 +3,7 @@
 //! The node is thin by design: one task owns each protocol state machine and turns its outbox
 //! into I/O; protocol decisions stay in `berth-protocol` (DESIGN.md, "Node runtime").
 
+pub mod agent;
 pub mod cli;
 pub mod client;
 pub mod driver;
