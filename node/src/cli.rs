@@ -37,7 +37,7 @@ pub const CLUSTER_DEFAULT: &str = "berth";
     name = "berth",
     version,
     about = "Berth: a cluster resource manager whose fault tolerance is model-checked.",
-    after_help = "Start with `berth local` to run a cluster of masters on this machine."
+    after_help = "Start with `berth local` to run a cluster of masters and agents on this machine."
 )]
 pub struct Cli {
     /// How log lines are written (set the level with RUST_LOG, e.g. RUST_LOG=info).
@@ -74,9 +74,9 @@ pub enum Command {
     /// work directory reconnects to them. Logs go to standard error; RUST_LOG=info shows
     /// registrations, executors and tasks.
     Agent(AgentArgs),
-    /// Runs a whole cluster on this machine: starts masters as separate processes on
-    /// loopback, prints where their data and logs are and which one leads, and stops them
-    /// all on Ctrl-C.
+    /// Runs a whole cluster on this machine: starts masters, then agents, as separate
+    /// processes on loopback, prints where their data and logs are and which master leads,
+    /// and stops them all (agents, their executors and tasks, masters) on Ctrl-C.
     Local(LocalArgs),
     /// Asks each master who leads and prints every answer.
     ///
@@ -222,6 +222,14 @@ pub struct LocalArgs {
     /// How many masters to start: 1, 3 or 5.
     #[arg(long, env = "BERTH_LOCAL_MASTERS", default_value_t = 3, value_parser = parse_membership_size)]
     pub masters: usize,
+
+    /// How many agents to start once a master leads, each with its own work directory.
+    #[arg(long, env = "BERTH_LOCAL_AGENTS", default_value_t = 2, value_parser = parse_local_agents)]
+    pub agents: usize,
+
+    /// What each agent offers.
+    #[arg(long, env = "BERTH_LOCAL_AGENT_RESOURCES", value_name = "RESOURCES", default_value = crate::local::AGENT_RESOURCES_DEFAULT, value_parser = parse_resources)]
+    pub agent_resources: Resources,
 
     /// The directory for the cluster secret, the masters' data directories and their logs
     /// [default: a new directory under the system's temporary directory]. Given an existing
@@ -399,6 +407,16 @@ fn parse_resources(text: &str) -> Result<Resources, ResourceParseError> {
     Resources::parse(text)
 }
 
+fn parse_local_agents(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(count) if count <= crate::local::LOCAL_AGENTS_MAX => Ok(count),
+        _ => Err(format!(
+            "a local cluster has 0 to {} agents, not {text:?}",
+            crate::local::LOCAL_AGENTS_MAX
+        )),
+    }
+}
+
 fn parse_membership_size(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
         Ok(count) if MEMBERSHIP_SIZES.contains(&count) => Ok(count),
@@ -419,6 +437,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Local(args) => runtime()?.block_on(run_local(
             LocalOptions {
                 masters: args.masters,
+                agents: args.agents,
+                agent_resources: args.agent_resources,
                 dir: args.dir,
                 log_format: cli.log_format,
             },

@@ -371,3 +371,46 @@ async fn an_executor_without_an_agent_gives_up_after_the_recovery_timeout() {
         assert!(!process_is_running(pid), "task process {pid} was killed");
     }
 }
+
+/// What `berth local` does after stopping its agents: the executors they left running are
+/// found through their pid files and stopped, and their tasks with them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn berth_local_stops_the_executors_its_agents_left_running() {
+    let directory = TestDirectory::new("executor-local-stop");
+    let work_dir = WorkDir::new(directory.path().join("work"));
+    work_dir.create().expect("create the work directory");
+    let listener = UnixListener::bind(work_dir.executor_socket()).expect("bind the socket");
+    let mut executor =
+        ExecutorProcess::start(work_dir.root(), &directory.path().join("executor.log"), &[]);
+    let (mut agent, _) = AgentSide::accept(&listener).await;
+    agent.launch("sleeper", "sleep 30", cpus()).await;
+    assert_eq!(agent.report().await.state, TaskState::Starting);
+    assert_eq!(agent.report().await.state, TaskState::Running);
+    let session = executor.child.id();
+    let task_pids: Vec<u32> = berth_node::process::session_members(session)
+        .into_iter()
+        .filter(|pid| *pid != session)
+        .collect();
+    assert!(!task_pids.is_empty());
+
+    // A pid file naming an unrelated process is not taken for an executor.
+    let stranger = WorkDir::new(directory.path().join("other"));
+    let stranger_dir = stranger.executor_dir(&framework(), &executor_id());
+    std::fs::create_dir_all(&stranger_dir).expect("create a directory");
+    std::fs::write(
+        stranger_dir.join(berth_node::work_dir::EXECUTOR_PID_FILE),
+        format!("{}\n", std::process::id()),
+    )
+    .expect("write a pid file");
+
+    let stopped = berth_node::local::stop_executors(&[
+        work_dir.root().to_path_buf(),
+        stranger.root().to_path_buf(),
+    ])
+    .await;
+    assert_eq!(stopped, 1);
+    executor.wait_exit();
+    for pid in task_pids {
+        assert!(!process_is_running(pid), "task process {pid} was stopped");
+    }
+}
