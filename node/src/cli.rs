@@ -231,9 +231,10 @@ pub struct LocalArgs {
     #[arg(long, env = "BERTH_LOCAL_AGENT_RESOURCES", value_name = "RESOURCES", default_value = crate::local::AGENT_RESOURCES_DEFAULT, value_parser = parse_resources)]
     pub agent_resources: Resources,
 
-    /// The directory for the cluster secret, the masters' data directories and their logs
-    /// [default: a new directory under the system's temporary directory]. Given an existing
-    /// directory of an earlier `berth local`, the masters recover their state from it.
+    /// The directory for the cluster secret, the masters' data directories, the agents' work
+    /// directories and their logs [default: a new directory under the system's temporary
+    /// directory]. Given an existing directory of an earlier `berth local`, the masters and
+    /// agents recover their state from it.
     #[arg(long, env = "BERTH_LOCAL_DIR", value_name = "DIR")]
     pub dir: Option<PathBuf>,
 }
