@@ -33,7 +33,7 @@ use crate::executor::wire::{
     ToExecutor, read_frame, write_frame,
 };
 use crate::logging::LogFormat;
-use crate::process::{process_is_running, signal_session};
+use crate::process::{process_is_running, signal_process, signal_session};
 use crate::work_dir::{EXECUTOR_LOG_FILE, WorkDir};
 
 /// Events queued for the driver before the manager waits for it.
@@ -43,8 +43,9 @@ pub const INPUTS_QUEUE_MAX: usize = 1024;
 /// Frames queued for one executor before more are dropped (a task launch is never
 /// dropped: there are at most `AGENT_TASKS_MAX` of them).
 pub const EXECUTOR_QUEUE_MAX: usize = 3 * berth_protocol::message::AGENT_TASKS_MAX;
-/// Executor connections open at once; more are refused.
-pub const EXECUTOR_CONNECTIONS_MAX: usize = 1024;
+/// Executor connections open at once (an executor has one, and an agent runs at most one
+/// executor per task); more are refused.
+pub const EXECUTOR_CONNECTIONS_MAX: usize = berth_protocol::message::AGENT_TASKS_MAX;
 /// How long a connecting executor has to say hello.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the manager looks at executors that are not connected: has the process gone,
@@ -183,7 +184,10 @@ pub struct ExecutorManager {
     after_events: VecDeque<AfterEvent>,
     inputs_sender: mpsc::Sender<Input>,
     inputs: mpsc::Receiver<Input>,
-    tasks: JoinSet<()>,
+    /// One task per open executor connection.
+    connection_tasks: JoinSet<()>,
+    /// One task per executor this agent process started, waiting for it to exit.
+    waiters: JoinSet<()>,
 }
 
 /// What woke the manager.
@@ -219,7 +223,8 @@ impl ExecutorManager {
             after_events: VecDeque::new(),
             inputs_sender,
             inputs,
-            tasks: JoinSet::new(),
+            connection_tasks: JoinSet::new(),
+            waiters: JoinSet::new(),
         }
     }
 
@@ -266,7 +271,8 @@ impl ExecutorManager {
                 break;
             }
         }
-        self.tasks.shutdown().await;
+        self.connection_tasks.shutdown().await;
+        self.waiters.shutdown().await;
     }
 
     async fn handle_action(&mut self, action: AgentAction) {
@@ -671,7 +677,7 @@ impl ExecutorManager {
             .id()
             .context("the executor exited before its process id was read")?;
         let inputs = self.inputs_sender.clone();
-        self.tasks.spawn(async move {
+        self.waiters.spawn(async move {
             let status = child.wait().await;
             let _ = inputs.send(Input::ProcessExited { pid, status }).await;
         });
@@ -717,6 +723,8 @@ impl ExecutorManager {
     /// not start is not its child, so it is watched through `/proc`), has a new one taken
     /// too long to connect.
     async fn check_processes(&mut self) {
+        // Forget the child waiters that have ended.
+        while self.waiters.try_join_next().is_some() {}
         let now = Instant::now();
         let mut ended = Vec::new();
         for (key, entry) in &mut self.executors {
@@ -742,6 +750,8 @@ impl ExecutorManager {
                     "the executor did not connect in time: killing it"
                 );
                 entry.started_at = None;
+                // It may not have reached its own `setsid` yet: kill it by pid as well.
+                let _ = signal_process(pid, Signal::KILL);
                 signal_session(pid, Signal::KILL);
             }
         }
@@ -752,14 +762,15 @@ impl ExecutorManager {
 
     /// Serves a new executor connection: its hello, then its reports, until it ends.
     fn accept(&mut self, stream: UnixStream) {
-        if self.tasks.len() >= EXECUTOR_CONNECTIONS_MAX {
+        while self.connection_tasks.try_join_next().is_some() {}
+        if self.connection_tasks.len() >= EXECUTOR_CONNECTIONS_MAX {
             tracing::warn!("refusing an executor connection: {EXECUTOR_CONNECTIONS_MAX} are open");
             return;
         }
         let connection = self.next_connection;
         self.next_connection += 1;
         let inputs = self.inputs_sender.clone();
-        self.tasks
+        self.connection_tasks
             .spawn(async move { serve_connection(connection, stream, inputs).await });
     }
 }

@@ -74,8 +74,9 @@ use self::wire::{
 use crate::process::signal_process_group;
 use crate::work_dir::{EXECUTOR_PID_FILE, WorkDir};
 
-/// The default wait between SIGTERM and SIGKILL when a task is killed (Mesos's command
-/// executor: 3 s).
+/// The default wait between SIGTERM and SIGKILL when a task is killed (Mesos: the task's
+/// kill policy, else a grace period derived from the agent's 5 s
+/// `--executor_shutdown_grace_period`).
 pub const KILL_GRACE_DEFAULT: Duration = Duration::from_secs(3);
 /// The default time without an agent after which the executor kills its tasks and exits
 /// (Mesos's `--recovery_timeout`: 15 min).
