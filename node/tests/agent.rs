@@ -423,6 +423,27 @@ impl Drop for AgentProcess {
     }
 }
 
+/// The processes of the executor's session besides the executor, once one of them runs
+/// `program` (the shell may not have started it yet when the task is reported running).
+fn task_processes_running(executor: u32, program: &str) -> Vec<u32> {
+    let others = || -> Vec<u32> {
+        session_members(executor)
+            .into_iter()
+            .filter(|pid| *pid != executor)
+            .collect()
+    };
+    wait_until(
+        &format!("the task runs {program} in the executor's session"),
+        || {
+            others().iter().any(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|name| name.trim() == program)
+            })
+        },
+    );
+    others()
+}
+
 /// Every file of a directory tree, with its contents.
 fn snapshot(directory: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut files = BTreeMap::new();
@@ -525,14 +546,7 @@ async fn a_task_survives_an_agent_crash_and_is_reregistered_running() {
     });
     assert!(sandbox.join("stdout").is_file() && sandbox.join("stderr").is_file());
     let executor = agent.executor_pid("e1");
-    let task_processes: Vec<u32> = session_members(executor)
-        .into_iter()
-        .filter(|pid| *pid != executor)
-        .collect();
-    assert!(
-        !task_processes.is_empty(),
-        "the task runs in the executor's session"
-    );
+    let task_processes = task_processes_running(executor, "sleep");
     let session_of = |pid: u32| process_stat(pid).map(|stat| stat.session);
     assert_eq!(
         session_of(executor),
@@ -920,4 +934,105 @@ async fn a_wrong_secret_is_refused_and_changes_nothing() {
     assert_eq!(durable.agent, None, "not registered");
     assert_eq!(durable.highest_term, Term(0), "no term from the impostor");
     impostor.stop().await;
+}
+
+/// An executor that dies while its agent runs (its connection closes and its process is
+/// gone) fails its tasks (reason executor terminated), and what it left running is killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_executor_that_dies_fails_its_tasks_and_leaves_nothing_behind() {
+    let directory = TestDirectory::new("agent-executor-dies");
+    let secret = Secret::new(directory.path(), "secret");
+    let mut leader = FakeLeader::start(&secret.secret).await;
+    let agent = AgentProcess::start(
+        directory.path(),
+        &directory.path().join("work"),
+        &leader.address,
+        &secret.file,
+        &[],
+    );
+    leader.register(&agent).await;
+    leader.run_task(&agent.address, "e5", "orphan", "cpus:0.1", "sleep 30");
+    leader
+        .acknowledge_update(&agent, "orphan", TaskState::Starting)
+        .await;
+    leader
+        .acknowledge_update(&agent, "orphan", TaskState::Running)
+        .await;
+    let executor = agent.executor_pid("e5");
+    let task_processes = task_processes_running(executor, "sleep");
+
+    berth_node::process::signal_process(executor, Signal::KILL).expect("kill the executor");
+    let failed = leader
+        .acknowledge_update(&agent, "orphan", TaskState::Failed)
+        .await;
+    assert_eq!(failed.reason, Some(TaskStatusReason::ExecutorTerminated));
+    for pid in task_processes {
+        wait_until("the dead executor's task is killed", || {
+            !process_is_running(pid)
+        });
+    }
+    leader.stop().await;
+}
+
+/// An executor that is gone when its agent restarts does not reconnect: once the executor
+/// re-register window (2 s) closes, its task is reported FAILED (reason executor
+/// re-registration timeout), and the agent re-registers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_whose_executor_did_not_survive_fails_after_the_window() {
+    let directory = TestDirectory::new("agent-window");
+    let secret = Secret::new(directory.path(), "secret");
+    let mut leader = FakeLeader::start(&secret.secret).await;
+    let mut agent = AgentProcess::start(
+        directory.path(),
+        &directory.path().join("work"),
+        &leader.address,
+        &secret.file,
+        &[],
+    );
+    leader.register(&agent).await;
+    leader.run_task(&agent.address, "e6", "gone", "cpus:0.1", "sleep 30");
+    leader
+        .acknowledge_update(&agent, "gone", TaskState::Starting)
+        .await;
+    leader
+        .acknowledge_update(&agent, "gone", TaskState::Running)
+        .await;
+    let executor = agent.executor_pid("e6");
+
+    agent.kill_hard();
+    signal_session(executor, Signal::KILL);
+    wait_until("the executor is gone", || !process_is_running(executor));
+    let restarted = Instant::now();
+    agent.restart(&[]);
+    let reregistration: ReregisterAgent = leader
+        .expect("a re-registration", &agent, |_, message| match message {
+            Message::ReregisterAgent(reregister) => Some((**reregister).clone()),
+            _ => None,
+        })
+        .await;
+    let waited = restarted.elapsed();
+    assert!(
+        waited >= Duration::from_secs(2),
+        "the agent waited the executor re-register window: {waited:?}"
+    );
+    assert_eq!(reregistration.tasks.as_slice()[0].state, TaskState::Failed);
+    leader.send(
+        &agent.address,
+        Message::AgentReregistered(AgentRegistered {
+            term: TERM,
+            agent: agent_id(),
+        }),
+    );
+    let failed = leader
+        .acknowledge_update(&agent, "gone", TaskState::Failed)
+        .await;
+    assert_eq!(
+        failed.reason,
+        Some(TaskStatusReason::ExecutorReregistrationTimeout)
+    );
+    println!(
+        "agent restart without its executor -> re-registration: {} ms",
+        waited.as_millis()
+    );
+    leader.stop().await;
 }
