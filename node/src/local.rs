@@ -448,10 +448,7 @@ async fn watch(
         cluster.secret_file.display(),
         join_addresses(&cluster.master_addresses)
     );
-    println!(
-        "Kill the leader or an agent (kill -9 PID) to watch a failover or a recovery. Press \
-         Ctrl-C to stop."
-    );
+    println!("Kill the leader (kill -9 PID) to watch a failover. Press Ctrl-C to stop.");
     loop {
         if unless_stopped(&mut shutdown, tokio::time::sleep(MONITOR_INTERVAL))
             .await
