@@ -854,8 +854,8 @@ async fn a_checkpoint_the_protocol_refuses_stops_the_agent_and_changes_nothing()
     leader.stop().await;
 }
 
-/// A missing work directory is created with its layout; a work directory that is a file is
-/// a clear error.
+/// A missing work directory is created with its layout; a second agent on it, or a work
+/// directory that is a file, is a clear error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_work_dir_is_created_and_an_unusable_one_refused() {
     let directory = TestDirectory::new("agent-work-dir");
@@ -876,6 +876,14 @@ async fn a_missing_work_dir_is_created_and_an_unusable_one_refused() {
             "{part} in the new work directory"
         );
     }
+
+    let second = run_agent_to_exit(&work_dir, &leader.address, &secret.file, AGENT_RESOURCES);
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("another agent (pid {})", agent.pid())),
+        "a second agent on the same work directory is refused: {stderr}"
+    );
 
     let file = directory.path().join("a-file");
     std::fs::write(&file, "not a directory").expect("write a file");
