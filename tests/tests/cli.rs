@@ -13,7 +13,10 @@ fn help_lists_the_commands() {
     assert!(output.status.success());
     let help = String::from_utf8_lossy(&output.stdout);
     for command in ["master", "agent", "local", "leader", "state", "resources"] {
-        assert!(help.contains(&format!("  {command} ")), "{command} in {help}");
+        assert!(
+            help.contains(&format!("  {command} ")),
+            "{command} in {help}"
+        );
     }
     assert!(
         !help.contains("  executor "),

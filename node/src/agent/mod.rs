@@ -32,7 +32,10 @@
 //! an executor that holds no task and has none coming is told to shut down (its process is
 //! not needed), and a task an executor still runs but the machine does not hold as running
 //! in that executor (after a host reboot was simulated, say) is killed, so that no task runs
-//! that the agent reports as ended (A1).
+//! that the agent reports as ended (A1). A launch for an executor told to shut down waits
+//! for its process to exit and goes to a new one (the machine still counts the executor as
+//! running, and rightly so); a launch for an executor that has just exited is dropped,
+//! because the machine, told of the exit next, reports the task failed.
 //!
 //! Stopping an agent (SIGTERM) leaves its executors and their tasks running, as in Mesos: a
 //! restarted agent recovers them from its checkpoint (A3).
