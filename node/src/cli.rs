@@ -1,5 +1,5 @@
-//! The command line: `berth master`, `berth local`, `berth leader`, `berth state` and
-//! `berth resources`.
+//! The command line: `berth master`, `berth agent`, `berth local`, `berth leader`,
+//! `berth state` and `berth resources` (and `berth executor`, which agents start).
 //!
 //! Every flag can also be given as a `BERTH_*` environment variable (shown in `--help`).
 
@@ -11,14 +11,18 @@ use std::time::Duration;
 
 use anyhow::Context;
 use berth_protocol::Address;
+use berth_protocol::agent::AgentConfig;
 use berth_protocol::bounded::{Name, NameError};
-use berth_protocol::ids::MasterId;
+use berth_protocol::ids::{BootId, ExecutorId, FrameworkId, MasterId};
 use berth_protocol::master::{MEMBERSHIP_SIZES, MasterConfig};
-use berth_protocol::resources::{Reservation, ResourceValue, Resources};
+use berth_protocol::registry::AgentInfo;
+use berth_protocol::resources::{Reservation, ResourceParseError, ResourceValue, Resources};
 use clap::{Args, Parser, Subcommand};
 
+use crate::agent::{AgentNode, AgentNodeConfig, ExecutorSettings, host};
 use crate::client::{ClusterState, LeaderReport, find_leader, query_state};
 use crate::driver::DriverConfig;
+use crate::executor::{ExecutorConfig, run_executor};
 use crate::local::{LocalOptions, run_local};
 use crate::logging::LogFormat;
 use crate::master::{MasterNodeConfig, run_master};
@@ -33,7 +37,7 @@ pub const CLUSTER_DEFAULT: &str = "berth";
     name = "berth",
     version,
     about = "Berth: a cluster resource manager whose fault tolerance is model-checked.",
-    after_help = "Start with `berth local` to run a cluster of masters on this machine."
+    after_help = "Start with `berth local` to run a cluster of masters and agents on this machine."
 )]
 pub struct Cli {
     /// How log lines are written (set the level with RUST_LOG, e.g. RUST_LOG=info).
@@ -57,9 +61,22 @@ pub enum Command {
     /// Runs until Ctrl-C or SIGTERM. Logs go to standard error; RUST_LOG=info shows
     /// elections and leadership changes.
     Master(MasterArgs),
-    /// Runs a whole cluster on this machine: starts masters as separate processes on
-    /// loopback, prints where their data and logs are and which one leads, and stops them
-    /// all on Ctrl-C.
+    /// Runs an agent: registers with the leading master, runs tasks in executor processes,
+    /// and checkpoints what it runs in its work directory.
+    ///
+    /// Example:
+    /// berth agent --masters 10.0.0.1:5050,10.0.0.2:5050,10.0.0.3:5050
+    /// --listen 10.0.0.7:5051 --work-dir /var/lib/berth/agent
+    /// --resources "cpus:4;mem:8192;disk:100000;cpus(ops):1" --secret-file /etc/berth/secret
+    ///
+    /// Executors run in sessions of their own and survive the agent: stopping it (Ctrl-C,
+    /// SIGTERM) or killing it leaves its tasks running, and an agent restarted with the same
+    /// work directory reconnects to them. Logs go to standard error; RUST_LOG=info shows
+    /// registrations, executors and tasks.
+    Agent(AgentArgs),
+    /// Runs a whole cluster on this machine: starts masters, then agents, as separate
+    /// processes on loopback, prints where their data and logs are and which master leads,
+    /// and stops them all (agents, their executors and tasks, masters) on Ctrl-C.
     Local(LocalArgs),
     /// Asks each master who leads and prints every answer.
     ///
@@ -76,6 +93,9 @@ pub enum Command {
         /// The resource string, as given to `berth agent --resources`.
         text: String,
     },
+    /// Runs an executor: started by an agent, not by hand.
+    #[command(hide = true)]
+    Executor(ExecutorArgs),
 }
 
 /// `berth master`.
@@ -117,6 +137,85 @@ pub struct MasterArgs {
     pub parent_pid: Option<u32>,
 }
 
+/// `berth agent`.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The masters, as IP:PORT (or ID=IP:PORT, as given to `berth master`) separated by
+    /// commas: 1 to 5 of them. The agent obeys only these addresses.
+    #[arg(long, env = "BERTH_MASTERS", value_name = "IP:PORT,...", value_parser = parse_master_addresses)]
+    pub masters: MasterAddresses,
+
+    /// The socket address to listen on for the masters.
+    #[arg(long, env = "BERTH_LISTEN", value_name = "IP:PORT")]
+    pub listen: SocketAddr,
+
+    /// The address the masters reach this agent at [default: --listen]. Needed when --listen
+    /// is 0.0.0.0:PORT.
+    #[arg(long, env = "BERTH_ADVERTISE", value_name = "IP:PORT")]
+    pub advertise: Option<SocketAddr>,
+
+    /// The agent's work directory: its checkpoint (meta/), the tasks' sandboxes
+    /// (sandboxes/), persistent volumes (volumes/), executors' logs (executors/) and the
+    /// executors' socket. Created if missing. Keep it across restarts: it is how the agent
+    /// finds its tasks again.
+    #[arg(long, env = "BERTH_WORK_DIR", value_name = "DIR")]
+    pub work_dir: PathBuf,
+
+    /// The resources to offer, e.g. "cpus:4;mem:8192;disk:100000;ports:[31000-32000];cpus(ops):1"
+    /// (mem and disk in MB; NAME(ROLE) reserves for a role) [default: detected as Mesos does:
+    /// every CPU; total memory minus 1 GB (half if under 2 GB); the work directory's file
+    /// system minus 5 GB (half if under 10 GB); ports [31000-32000]].
+    #[arg(long, env = "BERTH_RESOURCES", value_name = "RESOURCES", value_parser = parse_resources)]
+    pub resources: Option<Resources>,
+
+    /// The host name to report [default: the system's host name].
+    #[arg(long, env = "BERTH_HOSTNAME", value_name = "NAME")]
+    pub hostname: Option<String>,
+
+    /// The cluster's name: nodes of another cluster are refused.
+    #[arg(long, env = "BERTH_CLUSTER", value_name = "NAME", default_value = CLUSTER_DEFAULT, value_parser = parse_cluster)]
+    pub cluster: Name,
+
+    /// A file holding the cluster secret shared by every node (at least 16 bytes; mode 600).
+    #[arg(long, env = "BERTH_SECRET_FILE", value_name = "FILE")]
+    pub secret_file: PathBuf,
+
+    /// The host's boot id [default: /proc/sys/kernel/random/boot_id]. A different boot id
+    /// than the checkpoint's means the host rebooted: earlier tasks are reported lost.
+    #[arg(long, env = "BERTH_BOOT_ID", value_name = "ID", hide = true)]
+    pub boot_id: Option<String>,
+
+    /// Stop when the process with this id (the `berth local` that started this agent)
+    /// exits. Set by `berth local`.
+    #[arg(long, env = "BERTH_PARENT_PID", value_name = "PID", hide = true)]
+    pub parent_pid: Option<u32>,
+}
+
+/// `berth executor`: started by an agent.
+#[derive(Debug, Args)]
+pub struct ExecutorArgs {
+    /// The agent's work directory.
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: PathBuf,
+
+    /// The executor's framework.
+    #[arg(long, value_name = "ID")]
+    pub framework: FrameworkId,
+
+    /// The executor's id.
+    #[arg(long, value_name = "ID")]
+    pub executor: ExecutorId,
+
+    /// The wait between SIGTERM and SIGKILL when a task is killed, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 3000)]
+    pub kill_grace_ms: u64,
+
+    /// How long to wait for an absent agent before killing every task and exiting, in
+    /// milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 15 * 60 * 1000)]
+    pub recovery_timeout_ms: u64,
+}
+
 /// `berth local`.
 #[derive(Debug, Args)]
 pub struct LocalArgs {
@@ -124,9 +223,18 @@ pub struct LocalArgs {
     #[arg(long, env = "BERTH_LOCAL_MASTERS", default_value_t = 3, value_parser = parse_membership_size)]
     pub masters: usize,
 
-    /// The directory for the cluster secret, the masters' data directories and their logs
-    /// [default: a new directory under the system's temporary directory]. Given an existing
-    /// directory of an earlier `berth local`, the masters recover their state from it.
+    /// How many agents to start once a master leads, each with its own work directory.
+    #[arg(long, env = "BERTH_LOCAL_AGENTS", default_value_t = 2, value_parser = parse_local_agents)]
+    pub agents: usize,
+
+    /// What each agent offers.
+    #[arg(long, env = "BERTH_LOCAL_AGENT_RESOURCES", value_name = "RESOURCES", default_value = crate::local::AGENT_RESOURCES_DEFAULT, value_parser = parse_resources)]
+    pub agent_resources: Resources,
+
+    /// The directory for the cluster secret, the masters' data directories, the agents' work
+    /// directories and their logs [default: a new directory under the system's temporary
+    /// directory]. Given an existing directory of an earlier `berth local`, the masters and
+    /// agents recover their state from it.
     #[arg(long, env = "BERTH_LOCAL_DIR", value_name = "DIR")]
     pub dir: Option<PathBuf>,
 }
@@ -296,6 +404,20 @@ fn parse_cluster(text: &str) -> Result<Name, NameError> {
     Name::new(text)
 }
 
+fn parse_resources(text: &str) -> Result<Resources, ResourceParseError> {
+    Resources::parse(text)
+}
+
+fn parse_local_agents(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(count) if count <= crate::local::LOCAL_AGENTS_MAX => Ok(count),
+        _ => Err(format!(
+            "a local cluster has 0 to {} agents, not {text:?}",
+            crate::local::LOCAL_AGENTS_MAX
+        )),
+    }
+}
+
 fn parse_membership_size(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
         Ok(count) if MEMBERSHIP_SIZES.contains(&count) => Ok(count),
@@ -311,9 +433,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Master(args) => runtime()?.block_on(master(args)),
+        Command::Agent(args) => runtime()?.block_on(agent(args, cli.log_format)),
+        Command::Executor(args) => executor_runtime()?.block_on(executor(args)),
         Command::Local(args) => runtime()?.block_on(run_local(
             LocalOptions {
                 masters: args.masters,
+                agents: args.agents,
+                agent_resources: args.agent_resources,
                 dir: args.dir,
                 log_format: cli.log_format,
             },
@@ -329,6 +455,80 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")
+}
+
+/// An executor's runtime: one thread is plenty for a few tasks, and leaves the CPUs to them.
+fn executor_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")
+}
+
+/// `berth agent`.
+async fn agent(args: AgentArgs, log_format: crate::logging::LogFormat) -> anyhow::Result<()> {
+    if let Some(parent) = args.parent_pid {
+        exit_with_parent(parent)?;
+    }
+    let advertise = args.advertise.unwrap_or(args.listen);
+    if advertise.ip().is_unspecified() || advertise.port() == 0 {
+        anyhow::bail!(
+            "the masters cannot reach this agent at {advertise}: give --advertise IP:PORT, \
+             the address they reach it at"
+        );
+    }
+    let address = Address::new(&advertise.to_string()).context("a socket address")?;
+    let boot_id = match args.boot_id {
+        Some(text) => BootId::new(&text).with_context(|| format!("invalid --boot-id {text:?}"))?,
+        None => host::boot_id()?,
+    };
+    let hostname_text = args.hostname.unwrap_or_else(host::hostname);
+    let hostname = Name::new(&hostname_text).with_context(|| {
+        format!("the host name {hostname_text:?} is not a valid name: give --hostname")
+    })?;
+    let resources = match args.resources {
+        Some(resources) => resources,
+        None => {
+            crate::work_dir::WorkDir::new(&args.work_dir).create()?;
+            host::detect_resources(&args.work_dir)?
+        }
+    };
+    let info = AgentInfo {
+        hostname,
+        resources,
+    };
+    let agent =
+        AgentConfig::new(args.masters.0, address, info, boot_id).context("invalid --masters")?;
+    let secret = ClusterSecret::read(&args.secret_file)?;
+    let executable = std::env::current_exe().context("cannot find the berth executable")?;
+    let mut executors = ExecutorSettings::new(executable);
+    executors.log_format = log_format;
+    let node = AgentNode::open(AgentNodeConfig {
+        agent,
+        cluster: args.cluster,
+        secret,
+        work_dir: args.work_dir,
+        executors,
+        driver: DriverConfig::default(),
+    })?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    node.run(listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// `berth executor`.
+async fn executor(args: ExecutorArgs) -> anyhow::Result<()> {
+    let config = ExecutorConfig {
+        work_dir: args.work_dir,
+        framework: args.framework,
+        executor: args.executor,
+        kill_grace: Duration::from_millis(args.kill_grace_ms),
+        recovery_timeout: Duration::from_millis(args.recovery_timeout_ms),
+    };
+    run_executor(config, shutdown_signal()).await?;
+    Ok(())
 }
 
 /// `berth master`.

@@ -1,25 +1,31 @@
 //! `berth local`: a whole cluster on this machine, one process per node.
 //!
-//! The masters are real `berth master` processes (this executable, started again) listening
-//! on free loopback ports, so killing one with `kill -9` is a real crash. `berth local`
-//! writes a cluster secret, gives each node a data directory and a log file in one
-//! directory, waits for a leader, reports leadership changes and nodes that exit, and on
-//! Ctrl-C or SIGTERM stops every node: SIGTERM, then SIGKILL after [`STOP_TIMEOUT`].
+//! The masters and agents are real `berth master` and `berth agent` processes (this
+//! executable, started again) listening on free loopback ports, so killing one with
+//! `kill -9` is a real crash. `berth local` writes a cluster secret, gives each node a data
+//! (or work) directory and a log file in one directory, waits for a leader, starts the
+//! agents and waits for them to register, reports leadership changes and nodes that exit,
+//! and on Ctrl-C or SIGTERM stops everything, in order: the agents, then their executors
+//! (which kill their tasks), then the masters; each with SIGTERM, then SIGKILL after
+//! [`STOP_TIMEOUT`].
 //!
 //! ```text
 //!   DIR/cluster-secret      the cluster secret (mode 600)
 //!   DIR/master-1/           master 1's data directory (term, vote, replicated log)
 //!   DIR/master-1.log        master 1's standard output and error
+//!   DIR/agent-1/            agent 1's work directory (checkpoint, sandboxes, volumes)
+//!   DIR/agent-1.log         agent 1's standard output and error
 //! ```
 //!
-//! Each node is a [`LocalNode`] of some [`NodeKind`]; agents will be a second kind, started
-//! the same way once the masters lead.
+//! Each node is a [`LocalNode`] of some [`NodeKind`].
 
 #![warn(missing_docs)]
 
+use std::ffi::OsString;
 use std::fmt;
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -27,28 +33,44 @@ use anyhow::Context;
 use berth_protocol::Address;
 use berth_protocol::bounded::Name;
 use berth_protocol::ids::{MasterId, Term};
+use berth_protocol::resources::Resources;
+use rustix::process::Signal;
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
-use crate::client::find_leader;
+use crate::client::{find_leader, query_state};
 use crate::logging::LogFormat;
+use crate::process::{process_is_running, signal_process, signal_session};
 use crate::transport::ClusterSecret;
+use crate::work_dir::WorkDir;
 
 /// The cluster name of a local cluster.
 pub const LOCAL_CLUSTER_NAME: &str = "local";
 /// The secret file's name in the cluster's directory.
 pub const SECRET_FILE_NAME: &str = "cluster-secret";
+/// What each local agent offers unless told otherwise.
+pub const AGENT_RESOURCES_DEFAULT: &str = "cpus:2;mem:2048;disk:10000";
+/// The host name local agents report.
+pub const AGENT_HOSTNAME: &str = "localhost";
+/// The most agents a local cluster runs.
+pub const LOCAL_AGENTS_MAX: usize = 16;
 /// How long to wait for the first leader.
 pub const LEADER_WAIT_TIMEOUT: Duration = Duration::from_secs(30);
-/// How often to ask the masters who leads, while waiting for the first leader.
+/// How long to wait for the agents to register once a master leads.
+pub const AGENTS_WAIT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often to ask the masters who leads, while waiting for the first leader, and whether
+/// the agents are registered, while waiting for them.
 pub const LEADER_POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// How often to check the nodes and the leader once the cluster runs.
 pub const MONITOR_INTERVAL: Duration = Duration::from_millis(500);
-/// How long a `FindLeader` round may wait for answers.
+/// How long a `FindLeader` (or `StateRequest`) round may wait for answers.
 pub const FIND_LEADER_TIMEOUT: Duration = Duration::from_millis(500);
-/// How long the nodes get to stop after SIGTERM before they are killed.
+/// How long the nodes (and the executors) get to stop after SIGTERM before they are killed.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
-/// The log level of the nodes when `RUST_LOG` is not set: elections and leadership changes.
+/// How often to look whether the executors have stopped.
+const STOP_POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// The log level of the nodes when `RUST_LOG` is not set: elections, leadership changes,
+/// registrations, executors and tasks.
 pub const NODE_LOG_LEVEL_DEFAULT: &str = "info";
 
 /// What `berth local` starts.
@@ -56,6 +78,10 @@ pub const NODE_LOG_LEVEL_DEFAULT: &str = "info";
 pub struct LocalOptions {
     /// How many masters: 1, 3 or 5.
     pub masters: usize,
+    /// How many agents: 0 to [`LOCAL_AGENTS_MAX`].
+    pub agents: usize,
+    /// What each agent offers.
+    pub agent_resources: Resources,
     /// The cluster's directory; a new temporary one if `None`.
     pub dir: Option<PathBuf>,
     /// The log format of the nodes.
@@ -67,12 +93,15 @@ pub struct LocalOptions {
 pub enum NodeKind {
     /// A master with this id.
     Master(MasterId),
+    /// The agent with this number, from 1.
+    Agent(usize),
 }
 
 impl fmt::Display for NodeKind {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             NodeKind::Master(id) => write!(formatter, "master {id}"),
+            NodeKind::Agent(number) => write!(formatter, "agent {number}"),
         }
     }
 }
@@ -84,7 +113,7 @@ pub struct LocalNode {
     pub kind: NodeKind,
     /// Its address in the protocol.
     pub address: Address,
-    /// Its data directory.
+    /// Its data directory (a master's) or work directory (an agent's).
     pub data_dir: PathBuf,
     /// Its log file.
     pub log: PathBuf,
@@ -92,6 +121,29 @@ pub struct LocalNode {
     pub pid: Option<u32>,
     child: Child,
     exit: Option<ExitStatus>,
+}
+
+impl LocalNode {
+    fn is_master(&self) -> bool {
+        matches!(self.kind, NodeKind::Master(_))
+    }
+
+    fn is_agent(&self) -> bool {
+        matches!(self.kind, NodeKind::Agent(_))
+    }
+}
+
+/// Everything the nodes' command lines share.
+struct Cluster {
+    executable: PathBuf,
+    dir: PathBuf,
+    secret_file: PathBuf,
+    cluster: Name,
+    secret: ClusterSecret,
+    master_addresses: Vec<Address>,
+    agent_addresses: Vec<Address>,
+    agent_resources: Resources,
+    log_format: LogFormat,
 }
 
 /// Runs a local cluster until `shutdown` completes, then stops every node.
@@ -102,51 +154,38 @@ pub async fn run_local(
     let dir = prepare_directory(options.dir)?;
     let secret_file = dir.join(SECRET_FILE_NAME);
     let secret = ensure_secret(&secret_file)?;
-    let cluster = Name::new(LOCAL_CLUSTER_NAME).context("the local cluster's name")?;
-    let addresses = free_loopback_addresses(options.masters)?;
-    let masters_flag = addresses
-        .iter()
-        .enumerate()
-        .map(|(index, address)| format!("{}={address}", index + 1))
-        .collect::<Vec<_>>()
-        .join(",");
-    let executable = std::env::current_exe().context("cannot find the berth executable")?;
+    let mut addresses = free_loopback_addresses(options.masters + options.agents)?;
+    let agent_addresses = addresses.split_off(options.masters);
+    let cluster = Cluster {
+        executable: std::env::current_exe().context("cannot find the berth executable")?,
+        dir,
+        secret_file,
+        cluster: Name::new(LOCAL_CLUSTER_NAME).context("the local cluster's name")?,
+        secret,
+        master_addresses: addresses,
+        agent_addresses,
+        agent_resources: options.agent_resources,
+        log_format: options.log_format,
+    };
 
     println!(
-        "Starting a local Berth cluster of {} masters in {}",
+        "Starting a local Berth cluster of {} masters and {} agents in {}",
         options.masters,
-        dir.display()
+        options.agents,
+        cluster.dir.display()
     );
     println!("  cluster name  {LOCAL_CLUSTER_NAME}");
-    println!("  secret file   {}", secret_file.display());
+    println!("  secret file   {}", cluster.secret_file.display());
+    if options.agents > 0 {
+        println!("  agents offer  {}", cluster.agent_resources);
+    }
     println!();
 
     let mut nodes = Vec::new();
-    let started = start_masters(
-        &mut nodes,
-        &StartMasters {
-            executable: &executable,
-            dir: &dir,
-            secret_file: &secret_file,
-            addresses: &addresses,
-            masters_flag: &masters_flag,
-            log_format: options.log_format,
-        },
-    );
-    let outcome = match started {
+    let outcome = match start_masters(&mut nodes, &cluster) {
         Ok(()) => {
             print_nodes(&nodes);
-            let hint = format!(
-                "{} leader --cluster {LOCAL_CLUSTER_NAME} --secret-file {} --masters {}",
-                executable.display(),
-                secret_file.display(),
-                addresses
-                    .iter()
-                    .map(Address::as_str)
-                    .collect::<Vec<_>>()
-                    .join(",")
-            );
-            watch(&mut nodes, &cluster, &secret, &hint, shutdown).await
+            watch(&mut nodes, &cluster, shutdown).await
         }
         Err(error) => Err(error),
     };
@@ -193,85 +232,134 @@ fn free_loopback_addresses(count: usize) -> anyhow::Result<Vec<Address>> {
         .collect()
 }
 
-/// What every master's command line shares.
-struct StartMasters<'a> {
-    executable: &'a Path,
-    dir: &'a Path,
-    secret_file: &'a Path,
-    addresses: &'a [Address],
-    masters_flag: &'a str,
-    log_format: LogFormat,
+fn join_addresses(addresses: &[Address]) -> String {
+    addresses
+        .iter()
+        .map(Address::as_str)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
-/// Starts one `berth master` process per address, adding each to `nodes` as it starts.
-fn start_masters(nodes: &mut Vec<LocalNode>, start: &StartMasters<'_>) -> anyhow::Result<()> {
-    for (index, address) in start.addresses.iter().enumerate() {
+/// Starts one `berth master` process per master address, adding each to `nodes` as it
+/// starts.
+fn start_masters(nodes: &mut Vec<LocalNode>, cluster: &Cluster) -> anyhow::Result<()> {
+    let members = cluster
+        .master_addresses
+        .iter()
+        .enumerate()
+        .map(|(index, address)| format!("{}={address}", index + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    for (index, address) in cluster.master_addresses.iter().enumerate() {
         let id = u8::try_from(index + 1).context("at most 5 masters")?;
-        let kind = NodeKind::Master(MasterId(id));
-        let data_dir = start.dir.join(format!("master-{id}"));
-        let log = start.dir.join(format!("master-{id}.log"));
-        let log_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .with_context(|| format!("cannot open the log file {}", log.display()))?;
-        let log_format = match start.log_format {
-            LogFormat::Text => "text",
-            LogFormat::Json => "json",
-        };
-        let mut command = Command::new(start.executable);
-        command
-            .args([
-                "--log-format",
-                log_format,
-                "master",
-                "--id",
-                &id.to_string(),
-            ])
-            .args([
-                "--listen",
-                address.as_str(),
-                "--masters",
-                start.masters_flag,
-            ])
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .args(["--cluster", LOCAL_CLUSTER_NAME, "--secret-file"])
-            .arg(start.secret_file)
-            .args(["--parent-pid", &std::process::id().to_string()])
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().context("cannot share the log file")?)
-            .stderr(log_file)
-            // Its own process group: Ctrl-C reaches `berth local` only, which stops the
-            // nodes in order.
-            .process_group(0)
-            // Should this process die without stopping them, they are killed.
-            .kill_on_drop(true);
-        // The logs are files: no terminal colour codes in them.
-        command.env("NO_COLOR", "1");
-        if std::env::var_os("RUST_LOG").is_none() {
-            command.env("RUST_LOG", NODE_LOG_LEVEL_DEFAULT);
-        }
-        let child = command
-            .spawn()
-            .with_context(|| format!("cannot start {kind}"))?;
-        nodes.push(LocalNode {
-            kind,
-            address: address.clone(),
+        let data_dir = cluster.dir.join(format!("master-{id}"));
+        let args: Vec<OsString> = vec![
+            "master".into(),
+            "--id".into(),
+            id.to_string().into(),
+            "--listen".into(),
+            address.as_str().into(),
+            "--masters".into(),
+            members.clone().into(),
+            "--data-dir".into(),
+            data_dir.clone().into(),
+        ];
+        let node = start_node(
+            cluster,
+            NodeKind::Master(MasterId(id)),
+            address,
             data_dir,
-            log,
-            pid: child.id(),
-            child,
-            exit: None,
-        });
+            args,
+        )?;
+        nodes.push(node);
     }
     Ok(())
 }
 
-fn print_nodes(nodes: &[LocalNode]) {
+/// Starts one `berth agent` process per agent address, adding each to `nodes` as it starts.
+fn start_agents(nodes: &mut Vec<LocalNode>, cluster: &Cluster) -> anyhow::Result<()> {
+    let masters = join_addresses(&cluster.master_addresses);
+    for (index, address) in cluster.agent_addresses.iter().enumerate() {
+        let number = index + 1;
+        let work_dir = cluster.dir.join(format!("agent-{number}"));
+        let args: Vec<OsString> = vec![
+            "agent".into(),
+            "--masters".into(),
+            masters.clone().into(),
+            "--listen".into(),
+            address.as_str().into(),
+            "--work-dir".into(),
+            work_dir.clone().into(),
+            "--resources".into(),
+            cluster.agent_resources.to_string().into(),
+            "--hostname".into(),
+            AGENT_HOSTNAME.into(),
+        ];
+        let node = start_node(cluster, NodeKind::Agent(number), address, work_dir, args)?;
+        nodes.push(node);
+    }
+    Ok(())
+}
+
+/// Starts `berth [--log-format F] ARGS... --cluster local --secret-file F --parent-pid P`
+/// with its output appended to `DIR/<kind>.log`.
+fn start_node(
+    cluster: &Cluster,
+    kind: NodeKind,
+    address: &Address,
+    data_dir: PathBuf,
+    args: Vec<OsString>,
+) -> anyhow::Result<LocalNode> {
+    let log = cluster
+        .dir
+        .join(format!("{}.log", kind.to_string().replace(' ', "-")));
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .with_context(|| format!("cannot open the log file {}", log.display()))?;
+    let log_format = match cluster.log_format {
+        LogFormat::Text => "text",
+        LogFormat::Json => "json",
+    };
+    let mut command = Command::new(&cluster.executable);
+    command
+        .args(["--log-format", log_format])
+        .args(args)
+        .args(["--cluster", LOCAL_CLUSTER_NAME, "--secret-file"])
+        .arg(&cluster.secret_file)
+        .args(["--parent-pid", &std::process::id().to_string()])
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().context("cannot share the log file")?)
+        .stderr(log_file)
+        // Its own process group: Ctrl-C reaches `berth local` only, which stops the
+        // nodes in order.
+        .process_group(0)
+        // Should this process die without stopping them, they are killed.
+        .kill_on_drop(true);
+    // The logs are files: no terminal colour codes in them.
+    command.env("NO_COLOR", "1");
+    if std::env::var_os("RUST_LOG").is_none() {
+        command.env("RUST_LOG", NODE_LOG_LEVEL_DEFAULT);
+    }
+    let child = command
+        .spawn()
+        .with_context(|| format!("cannot start {kind}"))?;
+    Ok(LocalNode {
+        kind,
+        address: address.clone(),
+        data_dir,
+        log,
+        pid: child.id(),
+        child,
+        exit: None,
+    })
+}
+
+fn print_nodes<'a>(nodes: impl IntoIterator<Item = &'a LocalNode>) {
     println!(
         "  {:<10} {:<22} {:<8} {:<40} LOG",
-        "NODE", "ADDRESS", "PID", "DATA DIRECTORY"
+        "NODE", "ADDRESS", "PID", "DIRECTORY"
     );
     for node in nodes {
         let pid = node
@@ -289,12 +377,22 @@ fn print_nodes(nodes: &[LocalNode]) {
     println!();
 }
 
-/// Waits for a leader, then reports changes until `shutdown`.
+/// Completes when `shutdown` does; `None` if `work` completed first with its output.
+async fn unless_stopped<T>(
+    shutdown: &mut Pin<&mut impl Future<Output = ()>>,
+    work: impl Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        () = shutdown.as_mut() => None,
+        output = work => Some(output),
+    }
+}
+
+/// Waits for a leader, starts the agents and waits for them to register, then reports
+/// changes until `shutdown`.
 async fn watch(
-    nodes: &mut [LocalNode],
-    cluster: &Name,
-    secret: &ClusterSecret,
-    hint: &str,
+    nodes: &mut Vec<LocalNode>,
+    cluster: &Cluster,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     tokio::pin!(shutdown);
@@ -305,24 +403,25 @@ async fn watch(
         if started.elapsed() > LEADER_WAIT_TIMEOUT {
             anyhow::bail!(
                 "no leader after {LEADER_WAIT_TIMEOUT:?}: see the masters' logs in {}",
-                log_directory(nodes)
+                cluster.dir.display()
             );
         }
         if report_exits(nodes) == nodes.len() {
             anyhow::bail!(
                 "every node exited: see their logs in {}",
-                log_directory(nodes)
+                cluster.dir.display()
             );
         }
-        tokio::select! {
-            () = &mut shutdown => return Ok(()),
-            leader = leader_of(nodes, cluster, secret) => current = leader,
-        }
-        if current.is_none() {
-            tokio::select! {
-                () = &mut shutdown => return Ok(()),
-                () = tokio::time::sleep(LEADER_POLL_INTERVAL) => {}
-            }
+        let Some(leader) = unless_stopped(&mut shutdown, leader_of(nodes, cluster)).await else {
+            return Ok(());
+        };
+        current = leader;
+        if current.is_none()
+            && unless_stopped(&mut shutdown, tokio::time::sleep(LEADER_POLL_INTERVAL))
+                .await
+                .is_none()
+        {
+            return Ok(());
         }
     }
     if let Some((leader, term)) = &current {
@@ -332,19 +431,34 @@ async fn watch(
             started.elapsed().as_secs_f64()
         );
     }
+    if !cluster.agent_addresses.is_empty() {
+        println!();
+        let first_agent = nodes.len();
+        start_agents(nodes, cluster)?;
+        print_nodes(&nodes[first_agent..]);
+        if !wait_for_agents(nodes, cluster, &mut shutdown).await? {
+            return Ok(());
+        }
+    }
     println!();
-    println!("Ask the masters who leads:");
-    println!("  {hint}");
+    println!("Ask the masters what the cluster holds:");
+    println!(
+        "  {} state --cluster {LOCAL_CLUSTER_NAME} --secret-file {} --masters {}",
+        cluster.executable.display(),
+        cluster.secret_file.display(),
+        join_addresses(&cluster.master_addresses)
+    );
     println!("Kill the leader (kill -9 PID) to watch a failover. Press Ctrl-C to stop.");
     loop {
-        tokio::select! {
-            () = &mut shutdown => return Ok(()),
-            () = tokio::time::sleep(MONITOR_INTERVAL) => {}
+        if unless_stopped(&mut shutdown, tokio::time::sleep(MONITOR_INTERVAL))
+            .await
+            .is_none()
+        {
+            return Ok(());
         }
         report_exits(nodes);
-        let leader = tokio::select! {
-            () = &mut shutdown => return Ok(()),
-            leader = leader_of(nodes, cluster, secret) => leader,
+        let Some(leader) = unless_stopped(&mut shutdown, leader_of(nodes, cluster)).await else {
+            return Ok(());
         };
         if let Some((address, term)) = leader
             && current.as_ref().is_none_or(|(_, known)| term > *known)
@@ -358,15 +472,80 @@ async fn watch(
     }
 }
 
-/// Asks the nodes that still run who leads.
-async fn leader_of(
-    nodes: &[LocalNode],
-    cluster: &Name,
-    secret: &ClusterSecret,
-) -> Option<(Address, Term)> {
+/// Polls the masters until every agent is in the registry, admitted; prints each agent's
+/// id. Returns `false` if `shutdown` completed first.
+async fn wait_for_agents(
+    nodes: &mut [LocalNode],
+    cluster: &Cluster,
+    shutdown: &mut Pin<&mut impl Future<Output = ()>>,
+) -> anyhow::Result<bool> {
+    println!("Waiting for the agents to register...");
+    let started = Instant::now();
+    loop {
+        let state = query_state(
+            &cluster.master_addresses,
+            cluster.cluster.clone(),
+            cluster.secret.clone(),
+            FIND_LEADER_TIMEOUT,
+        );
+        let Some(state) = unless_stopped(shutdown, state).await else {
+            return Ok(false);
+        };
+        let registered: Vec<(Address, String)> = cluster
+            .agent_addresses
+            .iter()
+            .filter_map(|address| {
+                let row = state
+                    .agents
+                    .iter()
+                    .find(|row| row.address == address.as_str() && row.status == "admitted")?;
+                Some((address.clone(), row.id.clone()))
+            })
+            .collect();
+        if registered.len() == cluster.agent_addresses.len() {
+            let ids: Vec<String> = registered
+                .iter()
+                .map(|(address, id)| format!("{} as {id}", describe_address(nodes, address)))
+                .collect();
+            println!(
+                "Agents registered after {:.1} s: {}.",
+                started.elapsed().as_secs_f64(),
+                ids.join(", ")
+            );
+            return Ok(true);
+        }
+        report_exits(nodes);
+        if nodes
+            .iter()
+            .filter(|node| node.is_agent())
+            .all(|node| node.exit.is_some())
+        {
+            anyhow::bail!(
+                "every agent exited: see their logs in {}",
+                cluster.dir.display()
+            );
+        }
+        if started.elapsed() > AGENTS_WAIT_TIMEOUT {
+            anyhow::bail!(
+                "the agents did not all register within {AGENTS_WAIT_TIMEOUT:?}: see their logs \
+                 in {}",
+                cluster.dir.display()
+            );
+        }
+        if unless_stopped(shutdown, tokio::time::sleep(LEADER_POLL_INTERVAL))
+            .await
+            .is_none()
+        {
+            return Ok(false);
+        }
+    }
+}
+
+/// Asks the masters that still run who leads.
+async fn leader_of(nodes: &[LocalNode], cluster: &Cluster) -> Option<(Address, Term)> {
     let running: Vec<Address> = nodes
         .iter()
-        .filter(|node| node.exit.is_none() && matches!(node.kind, NodeKind::Master(_)))
+        .filter(|node| node.exit.is_none() && node.is_master())
         .map(|node| node.address.clone())
         .collect();
     if running.is_empty() {
@@ -374,8 +553,8 @@ async fn leader_of(
     }
     let report = find_leader(
         &running,
-        cluster.clone(),
-        secret.clone(),
+        cluster.cluster.clone(),
+        cluster.secret.clone(),
         FIND_LEADER_TIMEOUT,
     )
     .await;
@@ -402,21 +581,44 @@ fn report_exits(nodes: &mut [LocalNode]) -> usize {
     nodes.iter().filter(|node| node.exit.is_some()).count()
 }
 
-/// Stops every node still running: SIGTERM, then SIGKILL after [`STOP_TIMEOUT`].
+/// Stops everything: the agents, then the executors they left running (which kill their
+/// tasks), then the masters.
 async fn stop(nodes: &mut [LocalNode]) {
     report_exits(nodes);
-    let running = nodes.iter().filter(|node| node.exit.is_none()).count();
+    stop_nodes(nodes, LocalNode::is_agent).await;
+    let work_dirs: Vec<PathBuf> = nodes
+        .iter()
+        .filter(|node| node.is_agent())
+        .map(|node| node.data_dir.clone())
+        .collect();
+    stop_executors(&work_dirs).await;
+    stop_nodes(nodes, LocalNode::is_master).await;
+}
+
+/// Stops the nodes `selected` picks that still run: SIGTERM, then SIGKILL after
+/// [`STOP_TIMEOUT`].
+async fn stop_nodes(nodes: &mut [LocalNode], selected: fn(&LocalNode) -> bool) {
+    let running = nodes
+        .iter()
+        .filter(|node| node.exit.is_none() && selected(node))
+        .count();
     if running == 0 {
         return;
     }
     println!("Stopping {running} nodes...");
-    for node in nodes.iter().filter(|node| node.exit.is_none()) {
+    for node in nodes
+        .iter()
+        .filter(|node| node.exit.is_none() && selected(node))
+    {
         if let Some(pid) = node.pid {
             terminate(pid);
         }
     }
     let deadline = Instant::now() + STOP_TIMEOUT;
-    for node in nodes.iter_mut().filter(|node| node.exit.is_none()) {
+    for node in nodes
+        .iter_mut()
+        .filter(|node| node.exit.is_none() && selected(node))
+    {
         let status = match tokio::time::timeout_at(deadline, node.child.wait()).await {
             Ok(Ok(status)) => Some(status),
             Ok(Err(error)) => {
@@ -440,20 +642,60 @@ async fn stop(nodes: &mut [LocalNode]) {
     }
 }
 
-/// Sends SIGTERM to `pid`.
-#[cfg(unix)]
-fn terminate(pid: u32) {
-    use rustix::process::{Pid, Signal, kill_process};
-    let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
-        return;
+/// Stops the executors the agents of `work_dirs` left running: SIGTERM (an executor kills
+/// its tasks and exits), then SIGKILL to whatever remains of their sessions after
+/// [`STOP_TIMEOUT`]. Returns how many executors it stopped.
+pub async fn stop_executors(work_dirs: &[PathBuf]) -> usize {
+    let executors: Vec<u32> = work_dirs
+        .iter()
+        .flat_map(|work_dir| {
+            let root = work_dir.clone();
+            WorkDir::new(work_dir)
+                .executor_pids()
+                .into_iter()
+                .filter(move |pid| is_executor_of(*pid, &root))
+        })
+        .collect();
+    if executors.is_empty() {
+        return 0;
+    }
+    println!("Stopping {} executors and their tasks...", executors.len());
+    for pid in &executors {
+        let _ = signal_process(*pid, Signal::TERM);
+    }
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    while executors.iter().any(|pid| process_is_running(*pid)) && Instant::now() < deadline {
+        tokio::time::sleep(STOP_POLL_INTERVAL).await;
+    }
+    for pid in &executors {
+        let killed = signal_session(*pid, Signal::KILL);
+        if killed > 0 {
+            println!("Killed {killed} processes left by executor {pid}.");
+        }
+    }
+    executors.len()
+}
+
+/// Whether process `pid` is a `berth executor` of the agent with work directory `work_dir`
+/// (a pid file can outlive its process, and the number can be reused).
+fn is_executor_of(pid: u32, work_dir: &Path) -> bool {
+    let Ok(command_line) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
     };
-    if let Err(error) = kill_process(pid, Signal::TERM) {
+    let arguments: Vec<&[u8]> = command_line.split(|byte| *byte == 0).collect();
+    let work_dir = work_dir.as_os_str().as_encoded_bytes();
+    arguments.contains(&b"executor".as_slice())
+        && arguments
+            .windows(2)
+            .any(|pair| pair[0] == b"--work-dir" && pair[1] == work_dir)
+}
+
+/// Sends SIGTERM to `pid`.
+fn terminate(pid: u32) {
+    if let Err(error) = signal_process(pid, Signal::TERM) {
         tracing::debug!(%error, "SIGTERM failed; the node may have exited");
     }
 }
-
-#[cfg(not(unix))]
-fn terminate(_pid: u32) {}
 
 /// "master 2 at 127.0.0.1:5051", or the address alone if no node has it.
 fn describe_address(nodes: &[LocalNode], address: &Address) -> String {
@@ -461,11 +703,4 @@ fn describe_address(nodes: &[LocalNode], address: &Address) -> String {
         Some(node) => format!("{} at {address}", node.kind),
         None => address.to_string(),
     }
-}
-
-fn log_directory(nodes: &[LocalNode]) -> String {
-    nodes
-        .first()
-        .and_then(|node| node.log.parent())
-        .map_or_else(String::new, |dir| dir.display().to_string())
 }

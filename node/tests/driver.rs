@@ -435,3 +435,102 @@ async fn the_store_is_compacted_and_recovers() {
         "compacted once, after the fourth record"
     );
 }
+
+/// A machine whose local events are numbers it persists.
+#[derive(Debug)]
+struct Recorder;
+
+impl Machine for Recorder {
+    type Config = ();
+    type Timer = TimerTest;
+    type Record = u64;
+    type Durable = u64;
+    type Event = u64;
+    type Action = Infallible;
+    type BootError = Infallible;
+
+    fn boot(_config: &(), _durable: &u64, _out: &mut Outbox<Self>) -> Result<Self, Infallible> {
+        Ok(Recorder)
+    }
+
+    fn apply(highest: &mut u64, record: &u64) {
+        *highest = (*highest).max(*record);
+    }
+
+    fn handle_message(&mut self, _from: &Address, _message: Message, _out: &mut Outbox<Self>) {}
+
+    fn handle_timer(&mut self, _timer: TimerTest, _out: &mut Outbox<Self>) {}
+
+    fn handle_event(&mut self, event: u64, out: &mut Outbox<Self>) {
+        out.persist(event);
+    }
+}
+
+/// An event counts as processed only once its step is executed, its persist durable: what
+/// an agent waits for before it acknowledges an executor's report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_counts_as_processed_once_its_persist_is_durable() {
+    let directory = TestDirectory::new("events-processed");
+    let events = Events::default();
+    let (release, released) = std::sync::mpsc::channel();
+    let file_system = Arc::new(GatedFileSystem {
+        events: events.clone(),
+        armed: AtomicBool::new(false),
+        release: Mutex::new(released),
+    });
+    let (store, durable) =
+        Store::open_with(file_system.clone(), directory.path(), Recorder::apply).expect("opens");
+    file_system.armed.store(true, Ordering::SeqCst);
+    let (driver, _status) = Driver::boot(
+        store,
+        durable,
+        &(),
+        |_: &Recorder| (),
+        DriverConfig::default(),
+    )
+    .expect("boots");
+    let mut processed = driver.events_processed();
+    let (_inbox, inbox_receiver) = mpsc::channel(1);
+    let (event_sender, event_receiver) = mpsc::channel(4);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let sink = RecordingSink(events.clone());
+    let task = tokio::spawn(async move {
+        driver
+            .run(
+                &sink,
+                inbox_receiver,
+                Some(event_receiver),
+                no_actions,
+                async {
+                    let _ = stopped.await;
+                },
+            )
+            .await
+    });
+
+    event_sender.send(42).await.expect("the driver runs");
+    events.wait_for(Event::SyncStarted).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        *processed.borrow(),
+        0,
+        "not processed while its record is not durable"
+    );
+    release.send(()).expect("the sync waits");
+    tokio::time::timeout(PATIENCE, processed.wait_for(|count| *count == 1))
+        .await
+        .expect("processed in time")
+        .expect("the driver runs");
+    assert_eq!(events.snapshot(), [Event::SyncStarted, Event::SyncReturned]);
+
+    let _ = stop.send(());
+    tokio::time::timeout(PATIENCE, task)
+        .await
+        .expect("the driver stops")
+        .expect("no panic")
+        .expect("a clean stop");
+    let (_, durable) =
+        Store::<u64, u64>::open_with(Arc::new(RealFileSystem), directory.path(), Recorder::apply)
+            .expect("opens");
+    assert_eq!(durable, 42);
+}

@@ -245,6 +245,155 @@ pub fn process_exists(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// The session id of process `pid`, from `/proc/<pid>/stat` (its sixth field, counted
+/// after the parenthesised command name, which may hold spaces).
+fn session_of(pid: u32) -> Option<u32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, fields) = stat.rsplit_once(')')?;
+    fields.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// Kills (SIGKILL) every process of the sessions of the executors an agent started in
+/// `work_dir` (their pid files are `executors/<framework>/<executor>/executor.pid`): the
+/// executors and their tasks.
+pub fn kill_executors(work_dir: &Path) {
+    let Ok(frameworks) = fs::read_dir(work_dir.join("executors")) else {
+        return;
+    };
+    let sessions: Vec<u32> = frameworks
+        .flatten()
+        .filter_map(|framework| fs::read_dir(framework.path()).ok())
+        .flat_map(|executors| executors.flatten())
+        .filter_map(|executor| {
+            fs::read_to_string(executor.path().join("executor.pid"))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .collect();
+    if sessions.is_empty() {
+        return;
+    }
+    let Ok(processes) = fs::read_dir("/proc") else {
+        return;
+    };
+    for pid in processes
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| session_of(*pid).is_some_and(|session| sessions.contains(&session)))
+    {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+}
+
+/// A `berth agent` process. Dropping it kills the agent and its executors, tasks included.
+#[derive(Debug)]
+pub struct AgentProcess {
+    process: Option<BerthProcess>,
+    address: String,
+    work_dir: PathBuf,
+}
+
+impl AgentProcess {
+    /// Starts `berth agent` on `address`, registering with `masters`, with its work
+    /// directory and log in `directory` (`agent-<name>/`, `agent-<name>.log`).
+    pub fn start(
+        name: &str,
+        directory: &Path,
+        address: &str,
+        masters: &[String],
+        secret_file: &Path,
+    ) -> AgentProcess {
+        let work_dir = directory.join(format!("agent-{name}"));
+        let log = directory.join(format!("agent-{name}.log"));
+        let masters = masters.join(",");
+        let args = [
+            "agent",
+            "--masters",
+            &masters,
+            "--listen",
+            address,
+            "--work-dir",
+            work_dir.to_str().expect("a UTF-8 temporary directory"),
+            "--resources",
+            "cpus:1;mem:256;disk:1000",
+            "--hostname",
+            &format!("host-{name}"),
+            "--cluster",
+            TEST_CLUSTER,
+            "--secret-file",
+            secret_file.to_str().expect("a UTF-8 temporary directory"),
+        ];
+        AgentProcess {
+            process: Some(BerthProcess::start_logged(
+                &format!("agent {name}"),
+                &args,
+                &log,
+            )),
+            address: address.to_string(),
+            work_dir,
+        }
+    }
+
+    /// Its address.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// Its log so far.
+    pub fn log_text(&self) -> String {
+        self.process
+            .as_ref()
+            .map(BerthProcess::log_text)
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.kill_hard();
+        }
+        kill_executors(&self.work_dir);
+    }
+}
+
+/// Runs `berth state --json` against `masters` and parses its answer; `None` if no master
+/// answered.
+pub fn ask_state(masters: &[String], secret_file: &Path) -> Option<serde_json::Value> {
+    let output = Command::new(berth_binary())
+        .args(["state", "--json", "--cluster", TEST_CLUSTER, "--masters"])
+        .arg(masters.join(","))
+        .arg("--secret-file")
+        .arg(secret_file)
+        .args(["--timeout-ms", "500"])
+        .output()
+        .ok()?;
+    serde_json::from_str(String::from_utf8_lossy(&output.stdout).trim()).ok()
+}
+
+/// The agents `berth state` lists as admitted: address and id.
+pub fn admitted_agents(state: &serde_json::Value) -> Vec<(String, String)> {
+    state["agents"]
+        .as_array()
+        .map(|agents| {
+            agents
+                .iter()
+                .filter(|agent| agent["status"] == "admitted")
+                .filter_map(|agent| {
+                    Some((
+                        agent["address"].as_str()?.to_string(),
+                        agent["id"].as_str()?.to_string(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// What `berth leader --json` reported.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LeaderView {

@@ -12,7 +12,16 @@ fn help_lists_the_commands() {
         .expect("berth runs");
     assert!(output.status.success());
     let help = String::from_utf8_lossy(&output.stdout);
-    assert!(help.contains("resources"), "{help}");
+    for command in ["master", "agent", "local", "leader", "state", "resources"] {
+        assert!(
+            help.contains(&format!("  {command} ")),
+            "{command} in {help}"
+        );
+    }
+    assert!(
+        !help.contains("  executor "),
+        "executors are started by agents, not listed: {help}"
+    );
 }
 
 #[test]

@@ -27,7 +27,9 @@
 //!    [`Machine::boot`]. The boot's outbox is the first thing [`Driver::run`] executes.
 //! 2. **One input at a time.** [`Driver::run`] takes one input (a message, a fired timer, a
 //!    local event), calls the matching `handle_*` method, executes the whole outbox, publishes
-//!    the status, and only then takes the next input.
+//!    the status, and only then takes the next input. After a local event's step it also
+//!    counts the event as processed ([`Driver::events_processed`]), so the sender of events
+//!    can tell when their effects are durable.
 //! 3. **Persist is a barrier.** A [`Command::Persist`] and the persists that directly follow
 //!    it are appended to the store and made durable with *one* fsync, on a blocking thread
 //!    (`spawn_blocking`); the driver awaits that thread before it looks at the next command.
@@ -162,6 +164,8 @@ pub struct Driver<M: Machine, S> {
     notes: NoteLog,
     status: watch::Sender<S>,
     status_of: fn(&M) -> S,
+    /// How many local events have been handled and their outboxes executed.
+    events_processed: watch::Sender<u64>,
     config: DriverConfig,
 }
 
@@ -215,6 +219,7 @@ where
             notes: NoteLog::new(),
             status,
             status_of,
+            events_processed: watch::Sender::new(0),
             config: driver_config,
         };
         Ok((driver, receiver))
@@ -223,6 +228,17 @@ where
     /// A receiver of the status, like the one [`open`](Driver::open) returned.
     pub fn status(&self) -> watch::Receiver<S> {
         self.status.subscribe()
+    }
+
+    /// A receiver of how many local events (sent on [`run`](Driver::run)'s `events`
+    /// channel) the machine has handled, counting an event only once every command of its
+    /// step has been executed, its persists made durable included.
+    ///
+    /// Whoever sends events counts them too, so it knows when the `n`-th event's effects are
+    /// on disk: an agent acknowledges an executor's report only then, so that a report is
+    /// never forgotten by both sides of a crash.
+    pub fn events_processed(&self) -> watch::Receiver<u64> {
+        self.events_processed.subscribe()
     }
 
     /// Runs the machine until `shutdown` completes or the inbox closes (`Ok`), or a storage
@@ -276,6 +292,7 @@ where
                     None => return Ok(()),
                 },
             };
+            let was_event = matches!(input, Input::Event(_));
             match input {
                 Input::Message(from, message) => {
                     self.machine.handle_message(&from, message, &mut outbox);
@@ -289,6 +306,9 @@ where
             }
             self.execute(&mut outbox, sink, act).await?;
             self.publish_status();
+            if was_event {
+                self.events_processed.send_modify(|count| *count += 1);
+            }
         }
     }
 
