@@ -13,7 +13,7 @@ use anyhow::Context;
 use berth_protocol::Address;
 use berth_protocol::agent::AgentConfig;
 use berth_protocol::bounded::{Name, NameError};
-use berth_protocol::ids::{BootId, ExecutorId, FrameworkId, MasterId};
+use berth_protocol::ids::{BootId, ExecutorId, FrameworkId, MasterId, Principal, Role};
 use berth_protocol::master::{MEMBERSHIP_SIZES, MasterConfig};
 use berth_protocol::registry::AgentInfo;
 use berth_protocol::resources::{Reservation, ResourceParseError, ResourceValue, Resources};
@@ -86,6 +86,16 @@ pub enum Command {
     /// (with reachability), frameworks and role weights, as the best-informed master reports
     /// them. Takes the same flags as `berth leader`.
     State(LeaderArgs),
+    /// Runs one command on the cluster as a framework of its own, streams the task's status
+    /// and exits with its outcome (0 if it finished), like mesos-execute.
+    ///
+    /// Example: berth run --masters 127.0.0.1:5050 --secret-file secret --role web
+    /// --cpus 0.5 --mem 64 --volume data:64:data -- 'echo hello >> data/log'
+    ///
+    /// With --volume, the task runs on a persistent volume of the role: one with that id if
+    /// an offer holds it, else a new one on disk reserved for the role first. The
+    /// reservation and the volume outlive the task.
+    Run(Box<RunArgs>),
     /// Checks an agent resource string and prints what it describes, one entry per line.
     ///
     /// Example: berth resources "cpus:4;mem:8192;disk:100000;ports:[31000-32000];cpus(ops):2"
@@ -239,6 +249,34 @@ pub struct LocalArgs {
     pub dir: Option<PathBuf>,
 }
 
+/// `berth run`.
+async fn run_command(args: RunArgs) -> anyhow::Result<()> {
+    let secret = ClusterSecret::read(&args.secret_file)?;
+    let principal = match args.principal {
+        Some(principal) => principal,
+        None => Principal::new(args.role.as_str()).context("the role is not a valid principal")?,
+    };
+    let options = crate::run::RunOptions {
+        masters: args.masters.0,
+        cluster: args.cluster,
+        secret,
+        name: args.name,
+        role: args.role,
+        principal,
+        cpus: args.cpus,
+        mem: args.mem,
+        volume: args.volume,
+        command: args.command.join(" "),
+        timeout: args.timeout_ms.map(Duration::from_millis),
+    };
+    let outcome = crate::run::run(options).await?;
+    match outcome.state {
+        Some(berth_protocol::task::TaskState::Finished) => Ok(()),
+        Some(state) => anyhow::bail!("the task ended {state}"),
+        None => anyhow::bail!("the task did not end"),
+    }
+}
+
 /// `berth leader`.
 #[derive(Debug, Args)]
 pub struct LeaderArgs {
@@ -267,6 +305,59 @@ pub struct LeaderArgs {
         default_value_t = 2000
     )]
     pub timeout_ms: u64,
+}
+
+/// `berth run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The masters, as IP:PORT separated by commas.
+    #[arg(long, env = "BERTH_MASTERS", value_name = "IP:PORT,...", value_parser = parse_master_addresses)]
+    pub masters: MasterAddresses,
+
+    /// A file holding the cluster secret.
+    #[arg(long, env = "BERTH_SECRET_FILE", value_name = "FILE")]
+    pub secret_file: PathBuf,
+
+    /// The cluster's name.
+    #[arg(long, env = "BERTH_CLUSTER", value_name = "NAME", default_value = CLUSTER_DEFAULT, value_parser = parse_cluster)]
+    pub cluster: Name,
+
+    /// The framework's name.
+    #[arg(long, env = "BERTH_RUN_NAME", value_name = "NAME", default_value = "berth-run", value_parser = parse_cluster)]
+    pub name: Name,
+
+    /// The framework's role: its share of the cluster, its reservations and volumes.
+    #[arg(
+        long,
+        env = "BERTH_ROLE",
+        value_name = "ROLE",
+        default_value = "default"
+    )]
+    pub role: Role,
+
+    /// The framework's principal [default: the role].
+    #[arg(long, env = "BERTH_PRINCIPAL", value_name = "PRINCIPAL")]
+    pub principal: Option<Principal>,
+
+    /// The task's cpus.
+    #[arg(long, value_name = "CPUS", default_value = "0.1")]
+    pub cpus: String,
+
+    /// The task's memory, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 32)]
+    pub mem: u64,
+
+    /// A persistent volume for the task, as ID:SIZE_MIB:PATH (PATH inside the sandbox).
+    #[arg(long, value_name = "ID:SIZE:PATH")]
+    pub volume: Option<crate::run::VolumeRequest>,
+
+    /// Give up after this many milliseconds without the task ending [default: wait].
+    #[arg(long, value_name = "MS")]
+    pub timeout_ms: Option<u64>,
+
+    /// The command, run with `sh -c` in the task's sandbox.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 /// A parsed `--masters ID=IP:PORT,...` list: 1, 3 or 5 masters with distinct ids and
@@ -447,6 +538,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         )),
         Command::Leader(args) => runtime()?.block_on(leader(args)),
         Command::State(args) => runtime()?.block_on(state(args)),
+        Command::Run(args) => runtime()?.block_on(run_command(*args)),
     }
 }
 

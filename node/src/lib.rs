@@ -12,6 +12,7 @@ pub mod local;
 pub mod logging;
 pub mod master;
 pub mod process;
+pub mod run;
 pub mod storage;
 pub mod transport;
 pub mod work_dir;

@@ -678,7 +678,7 @@ pub async fn stop_executors(work_dirs: &[PathBuf]) -> usize {
 
 /// Whether process `pid` is a `berth executor` of the agent with work directory `work_dir`
 /// (a pid file can outlive its process, and the number can be reused).
-fn is_executor_of(pid: u32, work_dir: &Path) -> bool {
+pub(crate) fn is_executor_of(pid: u32, work_dir: &Path) -> bool {
     let Ok(command_line) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
         return false;
     };

@@ -138,6 +138,11 @@ impl SchedulerConfig {
         self
     }
 
+    /// Where the scheduler is.
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
     /// The framework's information.
     pub fn info(&self) -> &FrameworkInfo {
         &self.info
@@ -267,6 +272,9 @@ pub enum SchedulerEvent {
     /// Apply these operations, in order, on the first offer they all fit (for example:
     /// reserve, create a volume on the reserved disk, launch a task that uses it).
     Submit(Vec<OperationKind>),
+    /// Apply the first of these lists of operations that fits an offer (for example: launch
+    /// on an existing volume, or else reserve, create it and launch).
+    SubmitFirstFitting(Vec<Vec<OperationKind>>),
     /// Kill a launched task.
     Kill(TaskId),
 }
@@ -325,9 +333,9 @@ pub struct Scheduler {
     config: Arc<SchedulerConfig>,
     durable: SchedulerDurable,
     phase: SchedulerPhase,
-    /// Operations waiting for an offer they fit, in the order given; each entry is applied
-    /// on one offer, whole.
-    queue: VecDeque<Vec<OperationKind>>,
+    /// Operations waiting for an offer they fit, in the order given. Each entry is a list of
+    /// alternatives; the first that fits an offer is applied on it, whole.
+    queue: VecDeque<Vec<Vec<OperationKind>>>,
     /// Per task: the newest agent update passed on, to drop duplicates and older updates.
     latest_update: BTreeMap<TaskId, crate::ids::UpdateId>,
     /// Tasks asked about in the current reconciliation and not yet answered.
@@ -352,22 +360,32 @@ impl Scheduler {
         &self.durable
     }
 
-    /// The operations waiting for an offer.
-    pub fn queue(&self) -> impl Iterator<Item = &Vec<OperationKind>> {
+    /// The operations waiting for an offer: each entry's alternatives.
+    pub fn queue(&self) -> impl Iterator<Item = &Vec<Vec<OperationKind>>> {
         self.queue.iter()
     }
 
-    /// Queues operations unless one launches a known task or the scheduler is full.
-    fn enqueue(&mut self, plan: Vec<OperationKind>) {
-        let launches = |plan: &Vec<OperationKind>| -> Vec<TaskId> {
-            plan.iter()
+    /// How many operations the queue holds, counting each entry's longest alternative.
+    fn queued_operations(&self) -> usize {
+        self.queue
+            .iter()
+            .map(|entry| entry.iter().map(Vec::len).max().unwrap_or(0))
+            .sum()
+    }
+
+    /// Queues alternatives unless one launches a known task or the scheduler is full.
+    fn enqueue(&mut self, alternatives: Vec<Vec<OperationKind>>) {
+        let launches = |entry: &Vec<Vec<OperationKind>>| -> Vec<TaskId> {
+            entry
+                .iter()
+                .flatten()
                 .filter_map(|kind| match kind {
                     OperationKind::Launch(spec) => Some(spec.task.clone()),
                     _ => None,
                 })
                 .collect()
         };
-        let new = launches(&plan);
+        let new = launches(&alternatives);
         let known = new.iter().any(|task| {
             self.durable.tasks.contains_key(task)
                 || self
@@ -375,12 +393,12 @@ impl Scheduler {
                     .iter()
                     .any(|queued| launches(queued).contains(task))
         });
-        let queued: usize = self.queue.iter().map(Vec::len).sum();
+        let size = alternatives.iter().map(Vec::len).max().unwrap_or(0);
         if !known
-            && !plan.is_empty()
-            && queued + plan.len() + self.durable.tasks.len() <= SCHEDULER_TASKS_MAX
+            && size > 0
+            && self.queued_operations() + size + self.durable.tasks.len() <= SCHEDULER_TASKS_MAX
         {
-            self.queue.push_back(plan);
+            self.queue.push_back(alternatives);
         }
     }
 
@@ -547,10 +565,14 @@ impl Scheduler {
         let mut plans = Vec::new();
         let mut index = 0;
         while index < self.queue.len() {
-            match self.fits(&self.queue[index], &remaining) {
-                Some(rest) => {
+            let fitting = self.queue[index]
+                .iter()
+                .find_map(|plan| Some((plan.clone(), self.fits(plan, &remaining)?)));
+            match fitting {
+                Some((plan, rest)) => {
                     remaining = rest;
-                    plans.push(self.queue.remove(index).expect("index is in the queue"));
+                    self.queue.remove(index);
+                    plans.push(plan);
                 }
                 None => index += 1,
             }
@@ -733,10 +755,7 @@ impl Scheduler {
             debug_assert!(self.durable.framework.is_some(), "subscribed means an id");
             debug_assert!(*term <= self.durable.highest_term, "E3");
         }
-        debug_assert!(
-            self.queue.iter().map(Vec::len).sum::<usize>() + self.durable.tasks.len()
-                <= SCHEDULER_TASKS_MAX
-        );
+        debug_assert!(self.queued_operations() + self.durable.tasks.len() <= SCHEDULER_TASKS_MAX);
     }
 }
 
@@ -769,10 +788,10 @@ impl Machine for Scheduler {
             scheduler.record(SchedulerRecord::Subscribed(framework), out);
         }
         for spec in config.tasks.iter().cloned() {
-            scheduler.enqueue(alloc::vec![OperationKind::Launch(spec)]);
+            scheduler.enqueue(alloc::vec![alloc::vec![OperationKind::Launch(spec)]]);
         }
         for plan in config.plans.iter().cloned() {
-            scheduler.enqueue(plan);
+            scheduler.enqueue(alloc::vec![plan]);
         }
         scheduler.start_subscription(out);
         scheduler.check_invariants();
@@ -844,10 +863,15 @@ impl Machine for Scheduler {
 
     fn handle_event(&mut self, event: SchedulerEvent, out: &mut Outbox<Scheduler>) {
         match event {
-            SchedulerEvent::Launch(_) | SchedulerEvent::Submit(_) => {
+            SchedulerEvent::Launch(_)
+            | SchedulerEvent::Submit(_)
+            | SchedulerEvent::SubmitFirstFitting(_) => {
                 let plan = match event {
-                    SchedulerEvent::Launch(spec) => alloc::vec![OperationKind::Launch(spec)],
-                    SchedulerEvent::Submit(plan) => plan,
+                    SchedulerEvent::Launch(spec) => {
+                        alloc::vec![alloc::vec![OperationKind::Launch(spec)]]
+                    }
+                    SchedulerEvent::Submit(plan) => alloc::vec![plan],
+                    SchedulerEvent::SubmitFirstFitting(alternatives) => alternatives,
                     SchedulerEvent::Kill(_) => unreachable!("matched above"),
                 };
                 let was_empty = self.queue.is_empty();
@@ -862,7 +886,7 @@ impl Machine for Scheduler {
             }
             SchedulerEvent::Kill(task) => {
                 self.queue.retain(|queued| {
-                    !queued.iter().any(
+                    !queued.iter().flatten().any(
                         |kind| matches!(kind, OperationKind::Launch(spec) if spec.task == task),
                     )
                 });

@@ -338,6 +338,17 @@ impl ExecutorManager {
                     entry.queued.push(kill);
                 }
             }
+            // Done by the driver's action hook already; the executor is gone.
+            AgentAction::DestroyExecutor {
+                framework,
+                executor,
+            } => {
+                let key = (framework, executor);
+                self.executors.remove(&key);
+                self.connections.retain(|_, connected| *connected != key);
+            }
+            AgentAction::CreateVolumeDirectory { .. }
+            | AgentAction::DeleteVolumeDirectory { .. } => {}
             AgentAction::ShutdownExecutor {
                 framework,
                 executor,

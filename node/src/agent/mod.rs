@@ -18,6 +18,9 @@
 //! | `LaunchTask` | hands the task to its executor over the socket, once the executor has connected |
 //! | `KillTask` | asks the executor to kill the task |
 //! | `ShutdownExecutor` | asks the executor to kill its tasks and exit |
+//! | `DestroyExecutor` | kills the executor's whole session (it and its tasks) by the pid in its pid file and waits until it is gone, before the commands after it run |
+//! | `CreateVolumeDirectory` | creates `volumes/<role>/<id>/` |
+//! | `DeleteVolumeDirectory` | deletes `volumes/<role>/<id>/` and its data (only `DestroyVolume` asks for it, after it is persisted) |
 //!
 //! | the node sees | the machine is told ([`AgentEvent`]) |
 //! | --- | --- |
@@ -354,7 +357,24 @@ impl AgentNode {
             let (stop_others, others_stopped) = watch::channel(false);
             let (stop_accepting, accepting_stopped) = oneshot::channel::<()>();
             let driving = async {
+                let work_dir = self.work_dir.clone();
                 let act = move |action: AgentAction| {
+                    // Actions whose effect must be complete before the commands after them
+                    // (a task reported failed after its executor died; a volume directory
+                    // made before its operation is acknowledged) are done here, in order.
+                    match &action {
+                        AgentAction::DestroyExecutor {
+                            framework,
+                            executor,
+                        } => destroy_executor(&work_dir, framework, executor),
+                        AgentAction::CreateVolumeDirectory { role, volume } => {
+                            create_volume_directory(&work_dir, role, volume);
+                        }
+                        AgentAction::DeleteVolumeDirectory { role, volume } => {
+                            delete_volume_directory(&work_dir, role, volume);
+                        }
+                        _ => {}
+                    }
                     // The manager outlives the driver's loop; a send fails only once it has
                     // stopped, when the process is stopping too.
                     let _ = actions_sender.send(action);
@@ -472,4 +492,72 @@ fn display_local_address(listener: &TcpListener) -> String {
         |error| format!("unknown ({error})"),
         |address| address.to_string(),
     )
+}
+
+/// How long destroying an executor waits for its processes to be gone.
+const DESTROY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Kills an executor that did not reconnect, and every process of its session, and waits
+/// until they are gone: its tasks are reported failed right after (A1). It blocks the
+/// driver for at most [`DESTROY_TIMEOUT`], once per recovery.
+fn destroy_executor(
+    work_dir: &WorkDir,
+    framework: &berth_protocol::ids::FrameworkId,
+    executor: &berth_protocol::ids::ExecutorId,
+) {
+    use crate::process::{process_is_running, session_members, signal_process, signal_session};
+    let file = work_dir
+        .executor_dir(framework, executor)
+        .join(crate::work_dir::EXECUTOR_PID_FILE);
+    let Some(pid) = std::fs::read_to_string(&file)
+        .ok()
+        .and_then(|text| text.trim().parse::<u32>().ok())
+    else {
+        return; // It never started, or exited cleanly and removed its file.
+    };
+    if !crate::local::is_executor_of(pid, work_dir.root()) {
+        return; // The pid was reused by another process: not ours to kill.
+    }
+    tracing::warn!(%framework, %executor, pid, "destroying an executor that did not reconnect");
+    let _ = signal_process(pid, rustix::process::Signal::KILL);
+    signal_session(pid, rustix::process::Signal::KILL);
+    let deadline = std::time::Instant::now() + DESTROY_TIMEOUT;
+    while (process_is_running(pid) || !session_members(pid).is_empty())
+        && std::time::Instant::now() < deadline
+    {
+        signal_session(pid, rustix::process::Signal::KILL);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+fn create_volume_directory(
+    work_dir: &WorkDir,
+    role: &berth_protocol::ids::Role,
+    volume: &berth_protocol::ids::VolumeId,
+) {
+    let directory = work_dir.volume_dir(
+        &berth_protocol::resources::Reservation::Static(role.clone()),
+        volume,
+    );
+    if let Err(error) = std::fs::create_dir_all(&directory) {
+        tracing::error!(directory = %directory.display(), %error, "cannot create a volume's directory");
+    }
+}
+
+fn delete_volume_directory(
+    work_dir: &WorkDir,
+    role: &berth_protocol::ids::Role,
+    volume: &berth_protocol::ids::VolumeId,
+) {
+    let directory = work_dir.volume_dir(
+        &berth_protocol::resources::Reservation::Static(role.clone()),
+        volume,
+    );
+    match std::fs::remove_dir_all(&directory) {
+        Ok(()) => tracing::info!(directory = %directory.display(), "deleted a destroyed volume"),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => {
+            tracing::error!(directory = %directory.display(), %error, "cannot delete a destroyed volume");
+        }
+    }
 }
