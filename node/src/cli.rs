@@ -247,6 +247,14 @@ pub struct LocalArgs {
     /// agents recover their state from it.
     #[arg(long, env = "BERTH_LOCAL_DIR", value_name = "DIR")]
     pub dir: Option<PathBuf>,
+
+    /// Run the demo instead and exit: 3 masters and 3 agents; a framework reserves
+    /// resources, creates a persistent volume and runs a task on it; the leader is killed
+    /// (kill -9) and the agents follow the new one; the task's agent is restarted while the
+    /// task keeps running; a second task reads the first's data from the volume. Prints every
+    /// check with its measured time and exits non-zero if any failed.
+    #[arg(long)]
+    pub demo: bool,
 }
 
 /// `berth run`.
@@ -526,16 +534,20 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Master(args) => runtime()?.block_on(master(args)),
         Command::Agent(args) => runtime()?.block_on(agent(args, cli.log_format)),
         Command::Executor(args) => executor_runtime()?.block_on(executor(args)),
-        Command::Local(args) => runtime()?.block_on(run_local(
-            LocalOptions {
+        Command::Local(args) => {
+            let options = LocalOptions {
                 masters: args.masters,
                 agents: args.agents,
                 agent_resources: args.agent_resources,
                 dir: args.dir,
                 log_format: cli.log_format,
-            },
-            shutdown_signal(),
-        )),
+            };
+            if args.demo {
+                runtime()?.block_on(crate::local::run_demo(options))
+            } else {
+                runtime()?.block_on(run_local(options, shutdown_signal()))
+            }
+        }
         Command::Leader(args) => runtime()?.block_on(leader(args)),
         Command::State(args) => runtime()?.block_on(state(args)),
         Command::Run(args) => runtime()?.block_on(run_command(*args)),
@@ -699,13 +711,18 @@ pub fn describe_state(state: &ClusterState, timeout: Duration) -> String {
         text.push_str(&format!("registry as of log index {commit_index}\n"));
     }
     text.push_str(&format!(
-        "\n{:<10} {:<22} {:<16} {:<12} {}\n",
-        "AGENT", "ADDRESS", "HOST", "STATUS", "RESOURCES"
+        "\n{:<10} {:<22} {:<16} {:<12} {:<8} {}\n",
+        "AGENT", "ADDRESS", "HOST", "STATUS", "LEADER", "RESOURCES"
     ));
     for agent in &state.agents {
+        let with_leader = if agent.registered_with_leader {
+            "yes"
+        } else {
+            "no"
+        };
         text.push_str(&format!(
-            "{:<10} {:<22} {:<16} {:<12} {}\n",
-            agent.id, agent.address, agent.hostname, agent.status, agent.resources
+            "{:<10} {:<22} {:<16} {:<12} {:<8} {}\n",
+            agent.id, agent.address, agent.hostname, agent.status, with_leader, agent.resources
         ));
     }
     text.push_str(&format!(

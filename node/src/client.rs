@@ -128,6 +128,8 @@ pub struct AgentRow {
     pub status: &'static str,
     /// Its total resources, as a resource string.
     pub resources: String,
+    /// Whether it registered or re-registered with the current leader.
+    pub registered_with_leader: bool,
 }
 
 /// One registered framework, as `berth state` shows it.
@@ -182,7 +184,10 @@ impl ClusterState {
         ClusterState {
             leaders,
             commit_index: best.as_ref().map(|report| report.commit_index.0),
-            agents: registry.map(agent_rows).unwrap_or_default(),
+            agents: best
+                .as_ref()
+                .map(|report| agent_rows(&report.registry, report.registered.as_slice()))
+                .unwrap_or_default(),
             frameworks: registry.map(framework_rows).unwrap_or_default(),
             role_weights: registry
                 .map(|registry| {
@@ -197,7 +202,7 @@ impl ClusterState {
     }
 }
 
-fn agent_rows(registry: &Registry) -> Vec<AgentRow> {
+fn agent_rows(registry: &Registry, registered: &[berth_protocol::ids::AgentId]) -> Vec<AgentRow> {
     registry
         .agents()
         .iter()
@@ -211,6 +216,7 @@ fn agent_rows(registry: &Registry) -> Vec<AgentRow> {
                 AgentStatus::Gone => "gone",
             },
             resources: record.info.resources.to_string(),
+            registered_with_leader: registered.contains(id),
         })
         .collect()
 }

@@ -144,29 +144,21 @@ struct Cluster {
     agent_addresses: Vec<Address>,
     agent_resources: Resources,
     log_format: LogFormat,
+    /// Whether the nodes log at [`NODE_LOG_LEVEL_DEFAULT`] whatever `RUST_LOG` says: the
+    /// demo reads the agents' logs.
+    force_log_level: bool,
 }
+
+mod demo;
+
+pub use demo::run_demo;
 
 /// Runs a local cluster until `shutdown` completes, then stops every node.
 pub async fn run_local(
     options: LocalOptions,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let dir = prepare_directory(options.dir)?;
-    let secret_file = dir.join(SECRET_FILE_NAME);
-    let secret = ensure_secret(&secret_file)?;
-    let mut addresses = free_loopback_addresses(options.masters + options.agents)?;
-    let agent_addresses = addresses.split_off(options.masters);
-    let cluster = Cluster {
-        executable: std::env::current_exe().context("cannot find the berth executable")?,
-        dir,
-        secret_file,
-        cluster: Name::new(LOCAL_CLUSTER_NAME).context("the local cluster's name")?,
-        secret,
-        master_addresses: addresses,
-        agent_addresses,
-        agent_resources: options.agent_resources,
-        log_format: options.log_format,
-    };
+    let cluster = new_cluster(&options)?;
 
     println!(
         "Starting a local Berth cluster of {} masters and {} agents in {}",
@@ -191,6 +183,27 @@ pub async fn run_local(
     };
     stop(&mut nodes).await;
     outcome
+}
+
+/// The cluster `options` describe: its directory, secret and addresses.
+fn new_cluster(options: &LocalOptions) -> anyhow::Result<Cluster> {
+    let dir = prepare_directory(options.dir.clone())?;
+    let secret_file = dir.join(SECRET_FILE_NAME);
+    let secret = ensure_secret(&secret_file)?;
+    let mut addresses = free_loopback_addresses(options.masters + options.agents)?;
+    let agent_addresses = addresses.split_off(options.masters);
+    Ok(Cluster {
+        executable: std::env::current_exe().context("cannot find the berth executable")?,
+        dir,
+        secret_file,
+        cluster: Name::new(LOCAL_CLUSTER_NAME).context("the local cluster's name")?,
+        secret,
+        master_addresses: addresses,
+        agent_addresses,
+        agent_resources: options.agent_resources.clone(),
+        log_format: options.log_format,
+        force_log_level: false,
+    })
 }
 
 /// Creates the cluster's directory.
@@ -278,27 +291,32 @@ fn start_masters(nodes: &mut Vec<LocalNode>, cluster: &Cluster) -> anyhow::Resul
 
 /// Starts one `berth agent` process per agent address, adding each to `nodes` as it starts.
 fn start_agents(nodes: &mut Vec<LocalNode>, cluster: &Cluster) -> anyhow::Result<()> {
-    let masters = join_addresses(&cluster.master_addresses);
-    for (index, address) in cluster.agent_addresses.iter().enumerate() {
-        let number = index + 1;
-        let work_dir = cluster.dir.join(format!("agent-{number}"));
-        let args: Vec<OsString> = vec![
-            "agent".into(),
-            "--masters".into(),
-            masters.clone().into(),
-            "--listen".into(),
-            address.as_str().into(),
-            "--work-dir".into(),
-            work_dir.clone().into(),
-            "--resources".into(),
-            cluster.agent_resources.to_string().into(),
-            "--hostname".into(),
-            AGENT_HOSTNAME.into(),
-        ];
-        let node = start_node(cluster, NodeKind::Agent(number), address, work_dir, args)?;
-        nodes.push(node);
+    for number in 1..=cluster.agent_addresses.len() {
+        nodes.push(start_agent(cluster, number)?);
     }
     Ok(())
+}
+
+/// Starts agent `number` (from 1) on its address and work directory: the same command line
+/// every time, so a restarted agent recovers from its checkpoint.
+fn start_agent(cluster: &Cluster, number: usize) -> anyhow::Result<LocalNode> {
+    let masters = join_addresses(&cluster.master_addresses);
+    let address = &cluster.agent_addresses[number - 1];
+    let work_dir = cluster.dir.join(format!("agent-{number}"));
+    let args: Vec<OsString> = vec![
+        "agent".into(),
+        "--masters".into(),
+        masters.into(),
+        "--listen".into(),
+        address.as_str().into(),
+        "--work-dir".into(),
+        work_dir.clone().into(),
+        "--resources".into(),
+        cluster.agent_resources.to_string().into(),
+        "--hostname".into(),
+        AGENT_HOSTNAME.into(),
+    ];
+    start_node(cluster, NodeKind::Agent(number), address, work_dir, args)
 }
 
 /// Starts `berth [--log-format F] ARGS... --cluster local --secret-file F --parent-pid P`
@@ -339,7 +357,7 @@ fn start_node(
         .kill_on_drop(true);
     // The logs are files: no terminal colour codes in them.
     command.env("NO_COLOR", "1");
-    if std::env::var_os("RUST_LOG").is_none() {
+    if cluster.force_log_level || std::env::var_os("RUST_LOG").is_none() {
         command.env("RUST_LOG", NODE_LOG_LEVEL_DEFAULT);
     }
     let child = command

@@ -135,12 +135,92 @@ pub fn plan(options: &RunOptions, task: &TaskId) -> anyhow::Result<Vec<Vec<Opera
     Ok(vec![vec![launch.clone()], vec![reserve, create, launch]])
 }
 
+/// A framework in this process: the protocol's scheduler behind a driver, on its own task.
+/// The application sends it [`SchedulerEvent`]s and reads its [`SchedulerAction`]s.
+pub struct Framework {
+    /// The application's requests.
+    pub events: mpsc::Sender<SchedulerEvent>,
+    /// What the scheduler tells the application.
+    pub actions: mpsc::UnboundedReceiver<SchedulerAction>,
+    stop: Option<oneshot::Sender<()>>,
+    driving: tokio::task::JoinHandle<Result<(), crate::driver::DriverError>>,
+    state_dir: PathBuf,
+}
+
+impl Framework {
+    /// Starts a new framework with `info`, reaching the cluster through `masters`. Its
+    /// checkpoint lives in a scratch directory removed by [`Framework::stop`].
+    pub fn start(
+        masters: Vec<Address>,
+        info: FrameworkInfo,
+        cluster: Name,
+        secret: ClusterSecret,
+    ) -> anyhow::Result<Framework> {
+        let config =
+            SchedulerConfig::new(client_address(), masters, info).context("invalid --masters")?;
+        let state_dir = scratch_directory()?;
+        let (driver, status) = Driver::open(
+            &state_dir,
+            &config,
+            |scheduler: &Scheduler| scheduler.phase().clone(),
+            DriverConfig::default(),
+        )?;
+        drop(status);
+        let (events, events_receiver) = mpsc::channel(64);
+        let (actions_sender, actions) = mpsc::unbounded_channel::<SchedulerAction>();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let network_config = NetworkConfig {
+            address: config.address().clone(),
+            cluster,
+            secret,
+        };
+        let driving = tokio::spawn(async move {
+            let (network, inbox) = Network::new(network_config);
+            let result = driver
+                .run(
+                    &network,
+                    inbox,
+                    Some(events_receiver),
+                    move |action| {
+                        let _ = actions_sender.send(action);
+                    },
+                    async {
+                        let _ = stopped.await;
+                    },
+                )
+                .await;
+            network.shutdown().await;
+            result
+        });
+        Ok(Framework {
+            events,
+            actions,
+            stop: Some(stop),
+            driving,
+            state_dir,
+        })
+    }
+
+    /// Stops the scheduler and removes its scratch state.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let result = (&mut self.driving).await;
+        if let Err(error) = std::fs::remove_dir_all(&self.state_dir) {
+            tracing::debug!(directory = %self.state_dir.display(), %error, "cannot remove the scheduler's state");
+        }
+        result.context("the scheduler's task panicked")??;
+        Ok(())
+    }
+}
+
 /// Runs the command; prints each status; returns how it ended.
 pub async fn run(options: RunOptions) -> anyhow::Result<RunOutcome> {
     TaskCommand::new(&options.command).context("the command is too long")?;
-    let address = client_address();
+    let random = client_address();
     let task =
-        TaskId::new(&format!("run-{}", &address.as_str()["client-".len()..])).expect("a short id");
+        TaskId::new(&format!("run-{}", &random.as_str()["client-".len()..])).expect("a short id");
     let alternatives = plan(&options, &task)?;
     let info = FrameworkInfo {
         name: options.name.clone(),
@@ -148,127 +228,96 @@ pub async fn run(options: RunOptions) -> anyhow::Result<RunOutcome> {
         principal: options.principal.clone(),
         failover_timeout: Duration::from_secs(7 * 24 * 3600),
     };
-    let config = SchedulerConfig::new(address.clone(), options.masters.clone(), info)
-        .context("invalid --masters")?;
-    let state_dir = scratch_directory()?;
-    let result = drive(options, config, &state_dir, task, alternatives).await;
-    if let Err(error) = std::fs::remove_dir_all(&state_dir) {
-        tracing::debug!(directory = %state_dir.display(), %error, "cannot remove the scheduler's state");
-    }
-    result
-}
-
-async fn drive(
-    options: RunOptions,
-    config: SchedulerConfig,
-    state_dir: &std::path::Path,
-    task: TaskId,
-    alternatives: Vec<Vec<OperationKind>>,
-) -> anyhow::Result<RunOutcome> {
-    let (driver, status) = Driver::open(
-        state_dir,
-        &config,
-        |scheduler: &Scheduler| scheduler.phase().clone(),
-        DriverConfig::default(),
+    let mut framework = Framework::start(
+        options.masters.clone(),
+        info,
+        options.cluster.clone(),
+        options.secret.clone(),
     )?;
-    drop(status);
-    let (network, inbox) = Network::new(NetworkConfig {
-        address: config.address().clone(),
-        cluster: options.cluster.clone(),
-        secret: options.secret.clone(),
-    });
-    let (events, events_receiver) = mpsc::channel(16);
-    let (actions_sender, mut actions) = mpsc::unbounded_channel::<SchedulerAction>();
-    let (stop, stopped) = oneshot::channel::<()>();
-    events
+    framework
+        .events
         .send(SchedulerEvent::SubmitFirstFitting(alternatives))
         .await
-        .expect("the driver has not started");
-    let driving = driver.run(
-        &network,
-        inbox,
-        Some(events_receiver),
-        move |action| {
-            let _ = actions_sender.send(action);
-        },
-        async {
-            let _ = stopped.await;
-        },
-    );
-    let watching = async {
-        let mut outcome = RunOutcome {
-            framework: None,
-            state: None,
-        };
-        let deadline = options
-            .timeout
-            .map(|timeout| tokio::time::Instant::now() + timeout);
-        loop {
-            let next = match deadline {
-                Some(deadline) => match tokio::time::timeout_at(deadline, actions.recv()).await {
-                    Ok(next) => next,
-                    Err(_) => {
-                        println!(
-                            "gave up: the task did not end within {:?}",
-                            options.timeout.unwrap_or_default()
-                        );
-                        break;
-                    }
-                },
-                None => actions.recv().await,
-            };
-            let Some(action) = next else {
-                break;
-            };
-            match action {
-                SchedulerAction::Subscribed(framework) => {
+        .context("the scheduler stopped")?;
+    let outcome = watch_task(
+        &mut framework.actions,
+        &task,
+        &options.role,
+        options.timeout,
+    )
+    .await;
+    framework.stop().await?;
+    Ok(outcome)
+}
+
+/// Prints the scheduler's actions until `task` ends (or `timeout` passes).
+async fn watch_task(
+    actions: &mut mpsc::UnboundedReceiver<SchedulerAction>,
+    task: &TaskId,
+    role: &Role,
+    timeout: Option<Duration>,
+) -> RunOutcome {
+    let mut outcome = RunOutcome {
+        framework: None,
+        state: None,
+    };
+    let deadline = timeout.map(|timeout| tokio::time::Instant::now() + timeout);
+    loop {
+        let next = match deadline {
+            Some(deadline) => match tokio::time::timeout_at(deadline, actions.recv()).await {
+                Ok(next) => next,
+                Err(_) => {
                     println!(
-                        "subscribed as framework {framework} (role {})",
-                        options.role
+                        "gave up: the task did not end within {:?}",
+                        timeout.unwrap_or_default()
                     );
-                    outcome.framework = Some(framework);
-                }
-                SchedulerAction::Operation { operation, state } => match state {
-                    OperationState::Finished => println!("operation {operation}: finished"),
-                    OperationState::Failed(failure) => {
-                        println!("operation {operation}: failed ({failure:?})");
-                    }
-                },
-                SchedulerAction::Status {
-                    task: status_task,
-                    agent,
-                    state,
-                    reason,
-                } if status_task == task => {
-                    let agent = agent.map_or_else(|| "-".to_string(), |agent| agent.to_string());
-                    match reason {
-                        Some(reason) => {
-                            println!("task {task}: {state} on agent {agent} ({reason:?})")
-                        }
-                        None => println!("task {task}: {state} on agent {agent}"),
-                    }
-                    outcome.state = Some(state);
-                    if state.is_terminal() {
-                        break;
-                    }
-                }
-                SchedulerAction::Status { .. } => {}
-                SchedulerAction::Replaced => {
-                    println!("another scheduler took over the framework");
                     break;
                 }
-                SchedulerAction::Refused(reason) => {
-                    println!("the leader refused the subscription: {reason:?}");
+            },
+            None => actions.recv().await,
+        };
+        let Some(action) = next else {
+            break;
+        };
+        match action {
+            SchedulerAction::Subscribed(framework) => {
+                println!("subscribed as framework {framework} (role {role})");
+                outcome.framework = Some(framework);
+            }
+            SchedulerAction::Operation { operation, state } => match state {
+                OperationState::Finished => println!("operation {operation}: finished"),
+                OperationState::Failed(failure) => {
+                    println!("operation {operation}: failed ({failure:?})");
+                }
+            },
+            SchedulerAction::Status {
+                task: status_task,
+                agent,
+                state,
+                reason,
+            } if status_task == *task => {
+                let agent = agent.map_or_else(|| "-".to_string(), |agent| agent.to_string());
+                match reason {
+                    Some(reason) => println!("task {task}: {state} on agent {agent} ({reason:?})"),
+                    None => println!("task {task}: {state} on agent {agent}"),
+                }
+                outcome.state = Some(state);
+                if state.is_terminal() {
                     break;
                 }
             }
+            SchedulerAction::Status { .. } => {}
+            SchedulerAction::Replaced => {
+                println!("another scheduler took over the framework");
+                break;
+            }
+            SchedulerAction::Refused(reason) => {
+                println!("the leader refused the subscription: {reason:?}");
+                break;
+            }
         }
-        let _ = stop.send(());
-        outcome
-    };
-    let (driven, outcome) = tokio::join!(driving, watching);
-    driven?;
-    Ok(outcome)
+    }
+    outcome
 }
 
 /// A fresh directory for the scheduler's checkpoint: a run is one framework, and its state

@@ -254,6 +254,9 @@ pub struct StateReport {
     pub commit_index: LogIndex,
     /// The registry as of its commit index.
     pub registry: Registry,
+    /// From the leader: the agents that registered or re-registered with it (in its term),
+    /// so operators can see an agent follow a failover. Empty from other masters.
+    pub registered: BoundedVec<AgentId, { crate::registry::REGISTRY_AGENTS_MAX }>,
 }
 
 /// An operator's request to set a role's weight.

@@ -493,6 +493,10 @@ impl Scheduler {
         out.cancel_timer(SchedulerTimer::Subscription);
         self.arm_silence(out);
         out.act(SchedulerAction::Subscribed(subscribed.framework));
+        if !self.queue.is_empty() {
+            // The subscription may have said "no offers" before work was queued.
+            out.send(from.clone(), Message::Revive(subscribed.framework));
+        }
         self.reconcile_all(out);
     }
 

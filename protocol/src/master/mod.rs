@@ -547,6 +547,18 @@ impl Master {
                 leader,
                 commit_index: self.commit_index,
                 registry: self.registry.clone(),
+                registered: self
+                    .agent_directory()
+                    .map(|directory| {
+                        let registered: alloc::vec::Vec<crate::ids::AgentId> = directory
+                            .agents()
+                            .iter()
+                            .filter(|(_, view)| view.registered)
+                            .map(|(agent, _)| *agent)
+                            .collect();
+                        crate::bounded::BoundedVec::from_vec(registered).unwrap_or_default()
+                    })
+                    .unwrap_or_default(),
             })),
         );
     }

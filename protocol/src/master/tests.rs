@@ -759,6 +759,7 @@ fn any_master_reports_its_term_leader_and_registry() {
                     leader: Some(address(1)),
                     commit_index: LogIndex(0),
                     registry: Registry::new(),
+                    registered: crate::bounded::BoundedVec::new(),
                 }))
             )]
         );

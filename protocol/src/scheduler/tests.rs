@@ -323,3 +323,22 @@ fn a_replaced_scheduler_stops() {
     assert_eq!(scheduler.phase(), &SchedulerPhase::Replaced);
     assert!(deliver(&mut scheduler, 1, offer(0, "cpus:1")).is_empty());
 }
+
+#[test]
+fn work_queued_while_subscribing_revives_offers_once_subscribed() {
+    let (mut scheduler, commands) = boot(&config(), &SchedulerDurable::default());
+    assert!(matches!(
+        sent(&commands)[..],
+        [(_, Message::Subscribe(ref subscribe))] if subscribe.suppressed
+    ));
+    let mut out = Outbox::new();
+    scheduler.handle_event(SchedulerEvent::Launch(spec("t1", "cpus:1")), &mut out);
+    assert!(sent(out.commands()).is_empty(), "not subscribed yet");
+    let commands = deliver(&mut scheduler, 1, subscribed(2));
+    assert!(
+        sent(&commands)
+            .iter()
+            .any(|(_, message)| *message == Message::Revive(framework())),
+        "the suppressed subscription is lifted"
+    );
+}
