@@ -55,6 +55,16 @@ pub enum Note {
         /// The framework named.
         framework: FrameworkId,
     },
+    /// A framework's scheduler stopped answering: its failover timeout starts (F1).
+    FrameworkDisconnected {
+        /// The framework.
+        framework: FrameworkId,
+    },
+    /// A disconnected framework's failover timeout ran out: it is removed, its tasks killed.
+    FrameworkRemoved {
+        /// The framework.
+        framework: FrameworkId,
+    },
     /// An operator named an agent this cluster never admitted.
     UnknownAgent {
         /// The operator's address.

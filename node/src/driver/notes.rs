@@ -79,6 +79,12 @@ impl NoteLog {
                     );
                 }
             }
+            Note::FrameworkDisconnected { framework } => {
+                tracing::warn!(%framework, "a framework's scheduler stopped answering: its failover timeout starts");
+            }
+            Note::FrameworkRemoved { framework } => {
+                tracing::warn!(%framework, "a framework's failover timeout ran out: it is removed and its tasks killed");
+            }
             Note::UnknownAgent { peer, agent } => {
                 tracing::warn!(%peer, %agent, "refused a request about an agent this cluster never admitted");
             }

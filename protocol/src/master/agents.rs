@@ -302,6 +302,19 @@ impl Master {
                 )
             })
             .collect();
+        // Tasks of frameworks removed meanwhile (their failover timeout ran out) are killed.
+        for ((framework, task), view) in &tasks {
+            if !view.state.is_terminal() && !latest.frameworks().contains_key(framework) {
+                out.send(
+                    from.clone(),
+                    Message::KillTask(crate::message::KillTask {
+                        term,
+                        framework: *framework,
+                        task: task.clone(),
+                    }),
+                );
+            }
+        }
         if let Some(directory) = self.directory_mut() {
             directory.agents.insert(
                 agent,

@@ -10,7 +10,7 @@ use core::convert::Infallible;
 use super::*;
 use crate::bounded::{BoundedVec, Name};
 use crate::ids::{AssignedId, BootId, MasterId, Term};
-use crate::master::{MasterConfig, MasterDurable, MasterRecord};
+use crate::master::{MAX_MISSED_PINGS_DEFAULT, MasterConfig, MasterDurable, MasterRecord};
 use crate::message::{
     Acknowledge, AppendEntries, AppendReply, ElectionMessage, LeaderHint, LogEntry,
     StatusAcknowledgement, StatusSource, TaskReport, TaskStatus, VoteReply,
@@ -551,7 +551,11 @@ fn an_unreachable_agent_that_returns_is_readmitted_before_it_is_answered() {
 
 #[test]
 fn a_new_leader_calls_every_agent_in_its_registry() {
-    let (mut master, commands) = leader_of_term_two_with(&[admitted()]);
+    let registered = RegistryEntry::FrameworkRegistered {
+        framework: framework(),
+        info: framework_info(),
+    };
+    let (mut master, commands) = leader_of_term_two_with(&[admitted(), registered]);
     assert_eq!(
         sent_to(&commands, &agent_address()),
         [Message::LeaderChanged(LeaderChanged { term: Term(2) })]
@@ -624,6 +628,7 @@ fn an_agent_that_saw_a_newer_term_is_not_admitted_by_a_stale_leader() {
 #[test]
 fn an_agent_that_re_registers_from_a_new_address_is_readdressed_before_it_is_answered() {
     let mut master = lone_leader_with_agent();
+    subscribe(&mut master);
     let Message::ReregisterAgent(mut moved) = reregister(agent_id(1), TaskState::Running) else {
         unreachable!("a re-registration");
     };
@@ -916,4 +921,130 @@ fn an_agent_marked_gone_has_its_tasks_gone_and_is_told_to_shut_down() {
         }),
     );
     assert!(appended(&commands).is_empty());
+}
+
+fn failover_timer() -> MasterTimer {
+    MasterTimer::FrameworkFailover(framework())
+}
+
+/// A lone leader with an agent running `t1` for a subscribed framework.
+fn leader_with_running_task() -> Master {
+    let (mut master, offer) = leader_with_offer();
+    deliver(
+        &mut master,
+        &scheduler_address(),
+        launch(offer.offer, "t1", "cpus:1"),
+    );
+    master
+}
+
+#[test]
+fn f1_a_silent_scheduler_starts_its_failover_timer_and_its_end_kills_the_tasks() {
+    let mut master = leader_with_running_task();
+    let mut disconnected = Vec::new();
+    for _ in 0..=MAX_MISSED_PINGS_DEFAULT {
+        let commands = fire(&mut master, MasterTimer::AgentPing);
+        // Keep the agent answering; the scheduler says nothing.
+        for message in sent_to(&commands, &agent_address()) {
+            if let Message::Ping(ping) = message {
+                deliver(
+                    &mut master,
+                    &agent_address(),
+                    Message::Pong(Pong {
+                        term: ping.term,
+                        sequence: ping.sequence,
+                    }),
+                );
+            }
+        }
+        disconnected.extend(commands);
+    }
+    assert!(
+        appended(&disconnected).contains(&RegistryEntry::FrameworkDisconnected {
+            framework: framework()
+        })
+    );
+    assert!(disconnected.contains(&Command::SetTimer {
+        timer: failover_timer(),
+        duration: DurationRange::fixed(framework_info().failover_timeout),
+    }));
+    // Its tasks live on until the timeout (F1): nothing was killed.
+    assert!(!disconnected.iter().any(|command| matches!(
+        command,
+        Command::Send {
+            message: Message::KillTask(_),
+            ..
+        }
+    )));
+    let commands = fire(&mut master, failover_timer());
+    assert_eq!(
+        appended(&commands),
+        [RegistryEntry::FrameworkRemoved {
+            framework: framework()
+        }]
+    );
+    assert!(matches!(
+        &sent_to(&commands, &agent_address())[..],
+        [Message::KillTask(kill)] if kill.task == task()
+    ));
+}
+
+#[test]
+fn f1_a_scheduler_that_comes_back_in_time_stops_the_timer() {
+    let mut master = leader_with_running_task();
+    for _ in 0..=MAX_MISSED_PINGS_DEFAULT {
+        fire(&mut master, MasterTimer::AgentPing);
+    }
+    let commands = deliver(
+        &mut master,
+        &scheduler_address(),
+        Message::Subscribe(Box::new(crate::message::Subscribe {
+            framework: Some(framework()),
+            info: framework_info(),
+            highest_term: Term(1),
+            suppressed: true,
+        })),
+    );
+    assert_eq!(
+        appended(&commands),
+        [RegistryEntry::FrameworkReconnected {
+            framework: framework()
+        }]
+    );
+    assert!(commands.contains(&Command::CancelTimer(failover_timer())));
+    // Fired anyway (a timer already on its way): nothing is removed.
+    assert!(appended(&fire(&mut master, failover_timer())).is_empty());
+}
+
+#[test]
+fn f1_a_new_leader_re_arms_the_failover_timer_in_full() {
+    let (_, commands) = leader_of_term_two_with(&[
+        RegistryEntry::FrameworkRegistered {
+            framework: framework(),
+            info: framework_info(),
+        },
+        RegistryEntry::FrameworkDisconnected {
+            framework: framework(),
+        },
+    ]);
+    assert!(commands.contains(&Command::SetTimer {
+        timer: failover_timer(),
+        duration: DurationRange::fixed(framework_info().failover_timeout),
+    }));
+}
+
+#[test]
+fn tasks_of_a_removed_framework_are_killed_when_their_agent_re_registers() {
+    // The registry knows the agent but not the task's framework (removed after its failover
+    // timeout while the agent was away).
+    let (mut master, _) = leader_of_term_two_with(&[admitted()]);
+    let commands = deliver(
+        &mut master,
+        &agent_address(),
+        reregister(agent_id(1), TaskState::Running),
+    );
+    assert!(matches!(
+        &sent_to(&commands, &agent_address())[..],
+        [Message::KillTask(kill), Message::AgentReregistered(_)] if kill.task == task()
+    ));
 }

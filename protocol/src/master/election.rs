@@ -281,13 +281,13 @@ impl Master {
                 )
             })
             .collect();
-        self.role = ElectionRole::Leader(LeaderState {
+        self.role = ElectionRole::Leader(alloc::boxed::Box::new(LeaderState {
             progress,
             active: BTreeSet::new(),
             pending: BTreeMap::new(),
             agents: AgentDirectory::new(IdSequence::new(self.term())),
             frameworks: super::FrameworkDirectory::new(IdSequence::new(self.term())),
-        });
+        }));
         out.note(Note::BecameLeader { term: self.term() });
         let appended = self.append(RegistryEntry::Noop, out);
         debug_assert!(
@@ -305,6 +305,7 @@ impl Master {
             out.cancel_timer(MasterTimer::Election);
         }
         self.contact_agents(out);
+        self.arm_framework_failovers(out);
     }
 
     /// A message showed a term higher than ours: adopt it as a follower with no vote,

@@ -27,7 +27,7 @@ use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 
-use super::{ElectionRole, Master, Waiter};
+use super::{ElectionRole, Master, MasterTimer, Waiter};
 use crate::allocator::{AgentResources, Cluster, FrameworkDemand, allocate};
 use crate::bounded::BoundedVec;
 use crate::ids::OperationId;
@@ -41,10 +41,10 @@ use crate::message::{
 use crate::message::{SubscriptionRefusal, SubscriptionRefused};
 use crate::note::Note;
 use crate::operation::{self, Conversion, Permission};
-use crate::registry::{AgentStatus, RegistryEntry};
+use crate::registry::{AgentStatus, LogIndex, RegistryEntry};
 use crate::resources::Resources;
 use crate::task::{TaskState, TaskStatusReason};
-use crate::{Address, Outbox};
+use crate::{Address, DurationRange, Outbox};
 
 use super::agents::{GENERATED_UPDATES_MAX, GeneratedUpdate, TaskView};
 
@@ -59,6 +59,10 @@ pub struct FrameworkDirectory {
     offers: BTreeMap<OfferId, OutstandingOffer>,
     /// The next ping sent to schedulers.
     ping: u64,
+    /// Per framework the registry holds as connected but whose scheduler has not subscribed
+    /// to this leader: ping rounds since this leader began (F1: a scheduler that died during
+    /// a failover is noticed too).
+    absent: BTreeMap<FrameworkId, u32>,
 }
 
 impl FrameworkDirectory {
@@ -68,6 +72,7 @@ impl FrameworkDirectory {
             frameworks: BTreeMap::new(),
             offers: BTreeMap::new(),
             ping: 0,
+            absent: BTreeMap::new(),
         }
     }
 
@@ -89,6 +94,8 @@ pub struct FrameworkView {
     pub scheduler: Address,
     /// Whether it asked for no offers (its queue is empty).
     pub suppressed: bool,
+    /// Consecutive ping rounds its scheduler did not answer.
+    pub missed_pings: u32,
 }
 
 /// An offer the framework has not answered yet.
@@ -215,8 +222,10 @@ impl Master {
             FrameworkView {
                 scheduler: from.clone(),
                 suppressed: subscribe.suppressed,
+                missed_pings: 0,
             },
         );
+        directory.absent.remove(&framework);
         if let Some(previous) = previous
             && previous.scheduler != *from
         {
@@ -839,16 +848,40 @@ impl Master {
         // The allocation interval (Mesos: 1 s): whatever an event did not offer yet.
         self.allocate_offers(out);
         let term = self.term();
+        let max_missed = self.config.max_missed_pings;
+        let connected: Vec<FrameworkId> = self
+            .registry
+            .frameworks()
+            .iter()
+            .filter(|(_, record)| record.disconnected_since.is_none())
+            .map(|(framework, _)| *framework)
+            .collect();
+        let mut silent = Vec::new();
         if let Some(directory) = self.frameworks_mut() {
             directory.ping = directory.ping.wrapping_add(1);
             let sequence = directory.ping;
-            for view in directory.frameworks.values() {
+            for (framework, view) in &mut directory.frameworks {
+                view.missed_pings = view.missed_pings.saturating_add(1);
+                if view.missed_pings > max_missed {
+                    silent.push(*framework);
+                }
                 out.send(
                     view.scheduler.clone(),
                     Message::Ping(Ping { term, sequence }),
                 );
             }
+            for framework in connected {
+                if directory.frameworks.contains_key(&framework) {
+                    continue;
+                }
+                let rounds = directory.absent.entry(framework).or_insert(0);
+                *rounds = rounds.saturating_add(1);
+                if *rounds > max_missed {
+                    silent.push(framework);
+                }
+            }
         }
+        self.disconnect_frameworks(silent, out);
     }
 
     /// Resends every unanswered resource operation to its agent, in order.
@@ -1061,6 +1094,157 @@ impl Master {
     pub(super) fn rescind_offers_of(&mut self, agent: AgentId) {
         if let Some(directory) = self.frameworks_mut() {
             directory.offers.retain(|_, offer| offer.agent != agent);
+        }
+    }
+}
+
+impl Master {
+    /// A scheduler answers a ping.
+    pub(super) fn handle_scheduler_pong(&mut self, from: &Address, pong: crate::message::Pong) {
+        if pong.term != self.term() {
+            return;
+        }
+        if let Some(directory) = self.frameworks_mut() {
+            for view in directory.frameworks.values_mut() {
+                if view.scheduler == *from {
+                    view.missed_pings = 0;
+                }
+            }
+        }
+    }
+
+    /// Proposes `FrameworkDisconnected` for frameworks whose schedulers went silent; their
+    /// offers are void and their failover timers start once the entries commit.
+    fn disconnect_frameworks(&mut self, silent: Vec<FrameworkId>, out: &mut Outbox<Master>) {
+        if silent.is_empty() {
+            return;
+        }
+        let latest = self.latest_registry();
+        let mut appended = false;
+        for framework in silent {
+            if let Some(directory) = self.frameworks_mut() {
+                directory.frameworks.remove(&framework);
+                directory.absent.remove(&framework);
+                directory
+                    .offers
+                    .retain(|_, offer| offer.framework != framework);
+            }
+            let entry = RegistryEntry::FrameworkDisconnected { framework };
+            if latest.would_change(&entry) {
+                out.note(Note::FrameworkDisconnected { framework });
+                appended |= self.append(entry, out).is_some();
+            }
+        }
+        if appended {
+            self.replicate_all(out);
+        }
+    }
+
+    /// A new leader: every framework the registry holds as disconnected gets its failover
+    /// timer, in full. It may fire late, never early (F1).
+    pub(super) fn arm_framework_failovers(&self, out: &mut Outbox<Master>) {
+        for (framework, record) in self.latest_registry().frameworks() {
+            if record.disconnected_since.is_some() {
+                out.set_timer(
+                    MasterTimer::FrameworkFailover(*framework),
+                    DurationRange::fixed(record.info.failover_timeout),
+                );
+            }
+        }
+    }
+
+    /// Leader: acts on newly committed framework entries.
+    pub(super) fn framework_entries_committed(
+        &mut self,
+        entries: &[(LogIndex, RegistryEntry)],
+        out: &mut Outbox<Master>,
+    ) {
+        for (_, entry) in entries {
+            match entry {
+                RegistryEntry::FrameworkDisconnected { framework } => {
+                    if let Some(record) = self.registry.frameworks().get(framework) {
+                        out.set_timer(
+                            MasterTimer::FrameworkFailover(*framework),
+                            DurationRange::fixed(record.info.failover_timeout),
+                        );
+                    }
+                }
+                RegistryEntry::FrameworkReconnected { framework } => {
+                    out.cancel_timer(MasterTimer::FrameworkFailover(*framework));
+                }
+                RegistryEntry::FrameworkRemoved { framework } => {
+                    out.cancel_timer(MasterTimer::FrameworkFailover(*framework));
+                    self.kill_framework_tasks(*framework, out);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The failover timeout of a disconnected framework ran out: remove it (its tasks are
+    /// killed once that commits), unless its scheduler came back meanwhile.
+    pub(super) fn handle_framework_failover(
+        &mut self,
+        framework: FrameworkId,
+        out: &mut Outbox<Master>,
+    ) {
+        if !self.is_leader() {
+            return;
+        }
+        let still_disconnected = self
+            .registry
+            .frameworks()
+            .get(&framework)
+            .is_some_and(|record| record.disconnected_since.is_some());
+        let entry = RegistryEntry::FrameworkRemoved { framework };
+        if still_disconnected && self.latest_registry().would_change(&entry) {
+            out.note(Note::FrameworkRemoved { framework });
+            if self.append(entry, out).is_some() {
+                self.replicate_all(out);
+            }
+        }
+    }
+
+    /// A removed framework's tasks are killed on every agent, and its offers and generated
+    /// statuses dropped.
+    fn kill_framework_tasks(&mut self, framework: FrameworkId, out: &mut Outbox<Master>) {
+        let term = self.term();
+        let mut kills = Vec::new();
+        if let Some(agents) = self.agent_directory() {
+            for (agent, view) in agents.agents() {
+                let Some(record) = self
+                    .registry
+                    .agents()
+                    .get(agent)
+                    .filter(|record| record.status == AgentStatus::Admitted)
+                else {
+                    continue;
+                };
+                for ((owner, task), known) in &view.tasks {
+                    if *owner == framework && !known.state.is_terminal() {
+                        kills.push((record.address.clone(), task.clone()));
+                    }
+                }
+            }
+        }
+        for (address, task) in kills {
+            out.send(
+                address,
+                Message::KillTask(KillTask {
+                    term,
+                    framework,
+                    task,
+                }),
+            );
+        }
+        if let Some(directory) = self.frameworks_mut() {
+            directory.frameworks.remove(&framework);
+            directory
+                .offers
+                .retain(|_, offer| offer.framework != framework);
+        }
+        if let Some(agents) = self.agents_mut() {
+            agents.generated.retain(|(owner, _), _| *owner != framework);
         }
     }
 }

@@ -349,8 +349,11 @@ pub enum MasterTimer {
     Election,
     /// Leader: time to send heartbeats (and any entries followers lack).
     Heartbeat,
-    /// Leader: time to ping every admitted agent.
+    /// Leader: time to ping every admitted agent (and every scheduler).
     AgentPing,
+    /// Leader: a disconnected framework's failover timeout is over; it is removed and its
+    /// tasks killed, unless its scheduler came back (F1).
+    FrameworkFailover(crate::ids::FrameworkId),
 }
 
 /// Where a master stands in the election.
@@ -372,7 +375,7 @@ pub enum ElectionRole {
         granted: BTreeSet<MasterId>,
     },
     /// Leading its term.
-    Leader(LeaderState),
+    Leader(alloc::boxed::Box<LeaderState>),
 }
 
 /// What a leader tracks about its followers.
@@ -690,6 +693,7 @@ impl Master {
         }
         self.commit_index = index;
         self.agent_entries_committed(&committed, out);
+        self.framework_entries_committed(&committed, out);
         if let ElectionRole::Leader(leader) = &mut self.role {
             let later = leader.pending.split_off(&index.next());
             let done = core::mem::replace(&mut leader.pending, later);
@@ -861,7 +865,10 @@ impl Machine for Master {
                 self.handle_reregister_agent(from, *reregister, out);
             }
             Message::StatusUpdate(update) => self.handle_status_update(from, update, out),
-            Message::Pong(pong) => self.handle_pong(from, pong),
+            Message::Pong(pong) => {
+                self.handle_scheduler_pong(from, pong);
+                self.handle_pong(from, pong);
+            }
             Message::Subscribe(subscribe) => self.handle_subscribe(from, *subscribe, out),
             Message::Accept(accept) => self.handle_accept(from, *accept, out),
             Message::Decline(decline) => self.handle_decline(from, *decline, out),
@@ -897,6 +904,9 @@ impl Machine for Master {
             MasterTimer::Election => self.handle_election_timeout(out),
             MasterTimer::Heartbeat => self.handle_heartbeat(out),
             MasterTimer::AgentPing => self.handle_agent_ping(out),
+            MasterTimer::FrameworkFailover(framework) => {
+                self.handle_framework_failover(framework, out);
+            }
         }
         self.check_invariants();
     }
