@@ -119,6 +119,9 @@ pub enum Message {
     ApplyOperations(Box<ApplyOperations>),
     /// An agent to the leader, and the leader to the framework: an operation's outcome.
     OperationStatus(Box<OperationStatus>),
+    /// The leader to a scheduler: this offer is void (it timed out, its agent became
+    /// unreachable, or the framework failed over).
+    RescindOffer(RescindOffer),
     /// The leader to a scheduler whose subscription it refuses (not authorized, or a
     /// framework id it does not know).
     SubscriptionRefused(Box<SubscriptionRefused>),
@@ -703,4 +706,15 @@ pub enum SubscriptionRefusal {
     /// The framework id is unknown (never registered, or removed), or its role or principal
     /// differ from the registered ones.
     UnknownFramework,
+}
+
+/// An offer withdrawn by the leader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RescindOffer {
+    /// The leader's term (E3).
+    pub term: Term,
+    /// The framework it was offered to.
+    pub framework: FrameworkId,
+    /// The offer.
+    pub offer: OfferId,
 }

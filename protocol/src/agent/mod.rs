@@ -1413,7 +1413,8 @@ impl Machine for Agent {
             | Message::Reconcile(_)
             | Message::Kill(_)
             | Message::OperationStatus(_)
-            | Message::SubscriptionRefused(_) => {}
+            | Message::SubscriptionRefused(_)
+            | Message::RescindOffer(_) => {}
         }
         self.check_invariants();
     }

@@ -508,7 +508,7 @@ impl Master {
                     self.arm_agent_pings(out);
                 }
                 RegistryEntry::AgentUnreachable { agent } => {
-                    self.rescind_offers_of(*agent);
+                    self.rescind_offers_of(*agent, out);
                     self.agent_tasks_change(
                         *agent,
                         TaskState::Unreachable,
@@ -517,7 +517,7 @@ impl Master {
                     );
                 }
                 RegistryEntry::AgentGone { agent } => {
-                    self.rescind_offers_of(*agent);
+                    self.rescind_offers_of(*agent, out);
                     self.agent_tasks_change(
                         *agent,
                         TaskState::Gone,

@@ -712,6 +712,14 @@ fn an_accepted_launch_runs_on_the_agent_and_the_rest_is_offered_again() {
         &sent_to(&commands, &agent_address())[..],
         [Message::RunTask(run)] if run.task == task() && run.command.as_str() == "true"
     ));
+    assert!(
+        offers_in(&commands).is_empty(),
+        "what the accept left is filtered for the decline filter's time"
+    );
+    let commands = fire(
+        &mut master,
+        MasterTimer::DeclineFilter(framework(), agent_id(1)),
+    );
     let again = offers_in(&commands);
     assert_eq!(again.len(), 1);
     assert_eq!(
@@ -767,12 +775,14 @@ fn a_launch_larger_than_its_offer_or_with_a_known_task_id_fails() {
                     && status.reason == Some(TaskStatusReason::ResourcesUnavailable)
             ))
     );
-    let offer = offers_in(&commands)[0].clone();
+    let filter = MasterTimer::DeclineFilter(framework(), agent_id(1));
+    let offer = offers_in(&fire(&mut master, filter))[0].clone();
     deliver(
         &mut master,
         &scheduler_address(),
         launch(offer.offer, "t2", "cpus:1"),
     );
+    fire(&mut master, filter);
     let offer = master
         .framework_directory()
         .expect("leads")
@@ -1047,4 +1057,52 @@ fn tasks_of_a_removed_framework_are_killed_when_their_agent_re_registers() {
         &sent_to(&commands, &agent_address())[..],
         [Message::KillTask(kill), Message::AgentReregistered(_)] if kill.task == task()
     ));
+}
+
+#[test]
+fn a_declined_agent_is_not_offered_to_the_framework_until_the_filter_ends_or_it_revives() {
+    let (mut master, offer) = leader_with_offer();
+    let decline = |offer| {
+        Message::Decline(Box::new(crate::message::Decline {
+            framework: framework(),
+            offers: BoundedVec::from_vec(vec![offer]).expect("one offer"),
+            suppress: false,
+        }))
+    };
+    let commands = deliver(&mut master, &scheduler_address(), decline(offer.offer));
+    assert!(offers_in(&commands).is_empty());
+    assert!(commands.contains(&Command::SetTimer {
+        timer: MasterTimer::DeclineFilter(framework(), agent_id(1)),
+        duration: DurationRange::fixed(crate::allocator::DECLINE_FILTER_DEFAULT),
+    }));
+    // Nor at the next allocation round.
+    assert!(offers_in(&fire(&mut master, MasterTimer::AgentPing)).is_empty());
+    // Reviving clears the filter.
+    let commands = deliver(
+        &mut master,
+        &scheduler_address(),
+        Message::Revive(framework()),
+    );
+    assert_eq!(offers_in(&commands).len(), 1);
+}
+
+#[test]
+fn an_offer_held_too_long_is_rescinded_and_offered_again() {
+    let (mut master, offer) = leader_with_offer();
+    let commands = fire(&mut master, MasterTimer::OfferTimeout(offer.offer));
+    let sent = sent_to(&commands, &scheduler_address());
+    assert!(matches!(
+        &sent[0],
+        Message::RescindOffer(rescinded) if rescinded.offer == offer.offer
+    ));
+    let again = offers_in(&commands);
+    assert_eq!(again.len(), 1);
+    assert_ne!(again[0].offer, offer.offer, "a new offer");
+    // The old offer cannot be accepted any more.
+    let commands = deliver(
+        &mut master,
+        &scheduler_address(),
+        launch(offer.offer, "t1", "cpus:1"),
+    );
+    assert!(sent_to(&commands, &agent_address()).is_empty());
 }

@@ -38,7 +38,7 @@ use crate::message::{
     OperationStatus, Ping, Reconcile, RunTask, StatusAcknowledgement, StatusSource, StatusUpdate,
     Subscribe, Subscribed, TaskStatus,
 };
-use crate::message::{SubscriptionRefusal, SubscriptionRefused};
+use crate::message::{RescindOffer, SubscriptionRefusal, SubscriptionRefused};
 use crate::note::Note;
 use crate::operation::{self, Conversion, Permission};
 use crate::registry::{AgentStatus, LogIndex, RegistryEntry};
@@ -57,6 +57,9 @@ pub struct FrameworkDirectory {
     frameworks: BTreeMap<FrameworkId, FrameworkView>,
     /// The outstanding offers.
     offers: BTreeMap<OfferId, OutstandingOffer>,
+    /// Decline filters: the framework is offered nothing of the agent until the filter's
+    /// timer ends it (or the framework revives).
+    filters: BTreeSet<(FrameworkId, AgentId)>,
     /// The next ping sent to schedulers.
     ping: u64,
     /// Per framework the registry holds as connected but whose scheduler has not subscribed
@@ -71,6 +74,7 @@ impl FrameworkDirectory {
             ids,
             frameworks: BTreeMap::new(),
             offers: BTreeMap::new(),
+            filters: BTreeSet::new(),
             ping: 0,
             absent: BTreeMap::new(),
         }
@@ -327,7 +331,7 @@ impl Master {
             .map(|(agent, (total, available))| (*agent, AgentResources { total, available }))
             .collect();
         let weights = self.registry.role_weights().clone();
-        let filters = BTreeSet::new();
+        let filters = frameworks.filters.clone();
         let offers = allocate(&Cluster {
             agents: &agent_resources,
             weights: &weights,
@@ -343,6 +347,10 @@ impl Master {
         let mut by_framework: BTreeMap<FrameworkId, Vec<OfferInfo>> = BTreeMap::new();
         for offer in offers {
             let id = OfferId(directory.ids.next_id());
+            out.set_timer(
+                MasterTimer::OfferTimeout(id),
+                DurationRange::fixed(super::OFFER_TIMEOUT_DEFAULT),
+            );
             directory.offers.insert(
                 id,
                 OutstandingOffer {
@@ -465,6 +473,7 @@ impl Master {
         if let Some(directory) = self.frameworks_mut() {
             for offer in accept.offers.iter() {
                 directory.offers.remove(offer);
+                out.cancel_timer(MasterTimer::OfferTimeout(*offer));
             }
         }
         let mut total = self.agent_total(agent);
@@ -558,6 +567,10 @@ impl Master {
                         .expect("no more than the accept's operations"),
                 })),
             );
+        }
+        // What the accept left unused goes back to the pool under a decline filter.
+        if !pool.is_empty() {
+            self.install_filter(framework, agent, out);
         }
         for spec in launches {
             out.send(
@@ -723,14 +736,20 @@ impl Master {
         if let Some(view) = directory.frameworks.get_mut(&decline.framework) {
             view.suppressed = decline.suppress;
         }
+        let mut declined = BTreeSet::new();
         for offer in decline.offers.iter() {
-            if directory
+            if let Some(outstanding) = directory
                 .offers
                 .get(offer)
-                .is_some_and(|outstanding| outstanding.framework == decline.framework)
+                .filter(|outstanding| outstanding.framework == decline.framework)
             {
+                declined.insert(outstanding.agent);
                 directory.offers.remove(offer);
+                out.cancel_timer(MasterTimer::OfferTimeout(*offer));
             }
+        }
+        for agent in declined {
+            self.install_filter(decline.framework, agent, out);
         }
         self.allocate_offers(out);
     }
@@ -745,11 +764,21 @@ impl Master {
         if !self.is_leader() || !self.is_scheduler(from, framework) {
             return;
         }
-        if let Some(view) = self
-            .frameworks_mut()
-            .and_then(|directory| directory.frameworks.get_mut(&framework))
-        {
-            view.suppressed = false;
+        if let Some(directory) = self.frameworks_mut() {
+            if let Some(view) = directory.frameworks.get_mut(&framework) {
+                view.suppressed = false;
+            }
+            // Reviving clears the framework's decline filters (as in Mesos).
+            let cleared: Vec<AgentId> = directory
+                .filters
+                .iter()
+                .filter(|(owner, _)| *owner == framework)
+                .map(|(_, agent)| *agent)
+                .collect();
+            for agent in cleared {
+                directory.filters.remove(&(framework, agent));
+                out.cancel_timer(MasterTimer::DeclineFilter(framework, agent));
+            }
         }
         self.allocate_offers(out);
     }
@@ -1090,10 +1119,78 @@ impl Master {
         }
     }
 
-    /// An agent became unreachable: its outstanding offers are void.
-    pub(super) fn rescind_offers_of(&mut self, agent: AgentId) {
+    /// An agent became unreachable or gone: its outstanding offers are rescinded.
+    pub(super) fn rescind_offers_of(&mut self, agent: AgentId, out: &mut Outbox<Master>) {
+        let offers: Vec<OfferId> = self
+            .framework_directory()
+            .map(|directory| {
+                directory
+                    .offers
+                    .iter()
+                    .filter(|(_, offer)| offer.agent == agent)
+                    .map(|(id, _)| *id)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for offer in offers {
+            self.rescind(offer, out);
+        }
+    }
+
+    /// Withdraws an outstanding offer and tells its framework.
+    fn rescind(&mut self, offer: OfferId, out: &mut Outbox<Master>) {
+        let term = self.term();
+        let Some(directory) = self.frameworks_mut() else {
+            return;
+        };
+        let Some(outstanding) = directory.offers.remove(&offer) else {
+            return;
+        };
+        out.cancel_timer(MasterTimer::OfferTimeout(offer));
+        if let Some(view) = directory.frameworks.get(&outstanding.framework) {
+            out.send(
+                view.scheduler.clone(),
+                Message::RescindOffer(RescindOffer {
+                    term,
+                    framework: outstanding.framework,
+                    offer,
+                }),
+            );
+        }
+    }
+
+    /// An offer was held for the offer timeout: it is rescinded and its resources offered
+    /// again.
+    pub(super) fn offer_timed_out(&mut self, offer: OfferId, out: &mut Outbox<Master>) {
+        if !self.is_leader() {
+            return;
+        }
+        self.rescind(offer, out);
+        self.allocate_offers(out);
+    }
+
+    /// The framework is offered nothing of the agent for the decline filter's time.
+    fn install_filter(&mut self, framework: FrameworkId, agent: AgentId, out: &mut Outbox<Master>) {
         if let Some(directory) = self.frameworks_mut() {
-            directory.offers.retain(|_, offer| offer.agent != agent);
+            directory.filters.insert((framework, agent));
+            out.set_timer(
+                MasterTimer::DeclineFilter(framework, agent),
+                DurationRange::fixed(crate::allocator::DECLINE_FILTER_DEFAULT),
+            );
+        }
+    }
+
+    /// A decline filter ended: the agent may be offered to the framework again.
+    pub(super) fn end_decline_filter(
+        &mut self,
+        framework: FrameworkId,
+        agent: AgentId,
+        out: &mut Outbox<Master>,
+    ) {
+        if let Some(directory) = self.frameworks_mut()
+            && directory.filters.remove(&(framework, agent))
+        {
+            self.allocate_offers(out);
         }
     }
 }

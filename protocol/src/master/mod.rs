@@ -139,6 +139,9 @@ pub const AGENT_PING_INTERVAL_DEFAULT: Duration = Duration::from_secs(1);
 /// The default number of consecutive unanswered pings after which an agent is marked
 /// unreachable (as Mesos).
 pub const MAX_MISSED_PINGS_DEFAULT: u32 = 5;
+/// The default time an offer may be held before it is rescinded (Mesos: none, offers can be
+/// held for ever).
+pub const OFFER_TIMEOUT_DEFAULT: Duration = Duration::from_secs(60);
 /// The membership sizes a cluster may have.
 pub const MEMBERSHIP_SIZES: [usize; 3] = [1, 3, 5];
 
@@ -354,6 +357,10 @@ pub enum MasterTimer {
     /// Leader: a disconnected framework's failover timeout is over; it is removed and its
     /// tasks killed, unless its scheduler came back (F1).
     FrameworkFailover(crate::ids::FrameworkId),
+    /// Leader: a decline filter ends; the framework may be offered the agent again.
+    DeclineFilter(crate::ids::FrameworkId, crate::ids::AgentId),
+    /// Leader: an offer was held too long; it is rescinded.
+    OfferTimeout(crate::ids::OfferId),
 }
 
 /// Where a master stands in the election.
@@ -894,7 +901,8 @@ impl Machine for Master {
             | Message::Offers(_)
             | Message::TaskStatus(_)
             | Message::ApplyOperations(_)
-            | Message::SubscriptionRefused(_) => {}
+            | Message::SubscriptionRefused(_)
+            | Message::RescindOffer(_) => {}
         }
         self.check_invariants();
     }
@@ -907,6 +915,10 @@ impl Machine for Master {
             MasterTimer::FrameworkFailover(framework) => {
                 self.handle_framework_failover(framework, out);
             }
+            MasterTimer::DeclineFilter(framework, agent) => {
+                self.end_decline_filter(framework, agent, out);
+            }
+            MasterTimer::OfferTimeout(offer) => self.offer_timed_out(offer, out),
         }
         self.check_invariants();
     }
