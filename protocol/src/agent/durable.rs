@@ -85,7 +85,13 @@ pub struct AgentDurable {
     pub resources: Option<Resources>,
     /// The last [`OPERATIONS_REMEMBERED`] operations applied, oldest first.
     pub operations: Vec<(FrameworkId, OperationId)>,
+    /// The last [`TASKS_REMEMBERED`] tasks that ended and were forgotten, oldest first: a
+    /// late or duplicated launch of one of them is not run again (R5).
+    pub completed: Vec<(FrameworkId, TaskId)>,
 }
+
+/// How many ended tasks an agent remembers, to refuse a late duplicate of their launch.
+pub const TASKS_REMEMBERED: usize = 1024;
 
 /// What an agent keeps about one task.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -164,6 +170,10 @@ pub(crate) fn apply(durable: &mut AgentDurable, record: &AgentRecord) {
                 checkpoint.unacknowledged.remove(0);
                 if checkpoint.unacknowledged.is_empty() && checkpoint.state.is_terminal() {
                     durable.tasks.remove(&key);
+                    if durable.completed.len() >= TASKS_REMEMBERED {
+                        durable.completed.remove(0);
+                    }
+                    durable.completed.push(key);
                 }
             }
         }

@@ -107,7 +107,8 @@ use core::fmt;
 use core::time::Duration;
 
 pub use durable::{
-    AgentDurable, AgentRecord, OPERATIONS_REMEMBERED, TaskCheckpoint, UpdateCheckpoint,
+    AgentDurable, AgentRecord, OPERATIONS_REMEMBERED, TASKS_REMEMBERED, TaskCheckpoint,
+    UpdateCheckpoint,
 };
 
 use crate::bounded::BoundedVec;
@@ -966,8 +967,8 @@ impl Agent {
             return;
         }
         let key = (run.framework, run.task.clone());
-        if self.durable.tasks.contains_key(&key) {
-            return; // A duplicate launch.
+        if self.durable.tasks.contains_key(&key) || self.durable.completed.contains(&key) {
+            return; // A duplicate launch, or a late one of a task that ended (R5).
         }
         let fits = Agent::used_resources(&self.durable)
             .and_then(|used| used.checked_add(&run.resources).ok())

@@ -572,6 +572,8 @@ fn nothing_follows_a_terminal_update() {
     acknowledge(&mut agent, 1, "t1", 1);
     assert!(agent.durable().tasks.is_empty());
     assert!(report(&mut agent, "t1", "e1", TaskState::Running).is_empty());
+    // R5: a late duplicate of its launch does not run it again.
+    assert!(run_task(&mut agent, "t1", "e1", "cpus:1").is_empty());
 }
 
 #[test]
