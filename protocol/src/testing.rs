@@ -69,6 +69,8 @@ pub struct AgentHost {
     pub executors: BTreeMap<(FrameworkId, ExecutorId), Executor>,
     /// The volume directories and their contents.
     pub volumes: BTreeMap<(Role, VolumeId), Vec<u8>>,
+    /// How many times each task was handed to an executor (R5: at most once).
+    pub launches: BTreeMap<(FrameworkId, TaskId), u32>,
 }
 
 impl AgentHost {
@@ -233,6 +235,7 @@ impl Cluster {
                 },
                 executors: BTreeMap::new(),
                 volumes: BTreeMap::new(),
+                launches: BTreeMap::new(),
             },
         );
         self.boot_agent(&address(at));
@@ -269,6 +272,36 @@ impl Cluster {
             },
         );
         self.boot_scheduler(&address(at));
+    }
+
+    /// Every master, by address.
+    pub fn masters(&self) -> &BTreeMap<Address, Node<Master>> {
+        &self.masters
+    }
+
+    /// Every agent host, by address.
+    pub fn agents(&self) -> &BTreeMap<Address, AgentHost> {
+        &self.agents
+    }
+
+    /// Every scheduler host, by address.
+    pub fn schedulers(&self) -> &BTreeMap<Address, SchedulerHost> {
+        &self.schedulers
+    }
+
+    /// Whether the node at `at` runs (has not crashed, or was restarted).
+    pub fn is_up(&self, at: &str) -> bool {
+        let at = address(at);
+        self.masters
+            .get(&at)
+            .map(|node| node.machine.is_some())
+            .or_else(|| self.agents.get(&at).map(|host| host.node.machine.is_some()))
+            .or_else(|| {
+                self.schedulers
+                    .get(&at)
+                    .map(|host| host.node.machine.is_some())
+            })
+            .unwrap_or(false)
     }
 
     /// The master at `at`.
@@ -759,6 +792,7 @@ fn act(host: &mut AgentHost, action: AgentAction, events: &mut Vec<AgentEvent>) 
             task,
             ..
         } => {
+            *host.launches.entry((framework, task.clone())).or_default() += 1;
             host.executors
                 .entry((framework, executor.clone()))
                 .or_default()

@@ -1,10 +1,11 @@
-//! Verification beyond unit tests: fuzzing of every decoder (here), and, as the protocol grows,
-//! loom tests of the node's shared-memory code and the seeded whole-cluster simulator.
+//! Verification beyond unit tests: fuzzing of every decoder ([`fuzz`]) and the seeded
+//! whole-cluster simulator ([`simulator`]).
 //!
 //! Everything random is drawn from a [`SplitMix64`] seeded explicitly, so every failure is
 //! replayable from the seed it prints.
 
 pub mod fuzz;
+pub mod simulator;
 
 /// A small, fast, seedable pseudo-random generator (SplitMix64). Not for cryptography: for
 /// reproducible test inputs.
