@@ -13,10 +13,12 @@ use anyhow::Context;
 use berth_protocol::Address;
 use berth_protocol::agent::AgentConfig;
 use berth_protocol::bounded::{Name, NameError};
-use berth_protocol::ids::{BootId, ExecutorId, FrameworkId, MasterId, Principal, Role};
+use berth_protocol::ids::{BootId, ExecutorId, FrameworkId, MasterId, Principal, Role, VolumeId};
 use berth_protocol::master::{MEMBERSHIP_SIZES, MasterConfig};
 use berth_protocol::registry::AgentInfo;
-use berth_protocol::resources::{Reservation, ResourceParseError, ResourceValue, Resources};
+use berth_protocol::resources::{
+    ContainerPath, Reservation, ResourceParseError, ResourceValue, Resources,
+};
 use clap::{Args, Parser, Subcommand};
 
 use crate::agent::{AgentNode, AgentNodeConfig, ExecutorSettings, host};
@@ -96,6 +98,16 @@ pub enum Command {
     /// an offer holds it, else a new one on disk reserved for the role first. The
     /// reservation and the volume outlive the task.
     Run(Box<RunArgs>),
+    /// Reserves unreserved resources for a role, on an agent that offers them.
+    ///
+    /// Example: berth reserve --masters 127.0.0.1:5050 --secret-file secret --role web
+    /// --resources "cpus:1;mem:256"
+    Reserve(Box<ReserveArgs>),
+    /// Gives resources reserved for a role (by the same principal) back to the pool.
+    Unreserve(Box<ReserveArgs>),
+    /// Creates or destroys a persistent volume of a role.
+    #[command(subcommand)]
+    Volume(VolumeCommand),
     /// Checks an agent resource string and prints what it describes, one entry per line.
     ///
     /// Example: berth resources "cpus:4;mem:8192;disk:100000;ports:[31000-32000];cpus(ops):2"
@@ -257,6 +269,29 @@ pub struct LocalArgs {
     pub demo: bool,
 }
 
+/// `berth reserve`, `berth unreserve`, `berth volume ...`.
+async fn operator(
+    target: OperatorArgs,
+    request: crate::operator::OperatorRequest,
+) -> anyhow::Result<()> {
+    let secret = ClusterSecret::read(&target.secret_file)?;
+    let principal = match target.principal {
+        Some(principal) => principal,
+        None => {
+            Principal::new(target.role.as_str()).context("the role is not a valid principal")?
+        }
+    };
+    let options = crate::operator::OperatorOptions {
+        masters: target.masters.0,
+        cluster: target.cluster,
+        secret,
+        role: target.role,
+        principal,
+        timeout: Duration::from_millis(target.timeout_ms),
+    };
+    crate::operator::apply(options, request).await
+}
+
 /// `berth run`.
 async fn run_command(args: RunArgs) -> anyhow::Result<()> {
     let secret = ClusterSecret::read(&args.secret_file)?;
@@ -313,6 +348,78 @@ pub struct LeaderArgs {
         default_value_t = 2000
     )]
     pub timeout_ms: u64,
+}
+
+/// Where an operator operation goes, and as whom.
+#[derive(Debug, Args)]
+pub struct OperatorArgs {
+    /// The masters, as IP:PORT separated by commas.
+    #[arg(long, env = "BERTH_MASTERS", value_name = "IP:PORT,...", value_parser = parse_master_addresses)]
+    pub masters: MasterAddresses,
+
+    /// A file holding the cluster secret.
+    #[arg(long, env = "BERTH_SECRET_FILE", value_name = "FILE")]
+    pub secret_file: PathBuf,
+
+    /// The cluster's name.
+    #[arg(long, env = "BERTH_CLUSTER", value_name = "NAME", default_value = CLUSTER_DEFAULT, value_parser = parse_cluster)]
+    pub cluster: Name,
+
+    /// The role the resources are (to be) reserved for.
+    #[arg(long, env = "BERTH_ROLE", value_name = "ROLE")]
+    pub role: Role,
+
+    /// The principal the operation is done as [default: the role].
+    #[arg(long, env = "BERTH_PRINCIPAL", value_name = "PRINCIPAL")]
+    pub principal: Option<Principal>,
+
+    /// How long to wait for an offer that holds the resources, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    pub timeout_ms: u64,
+}
+
+/// `berth reserve` and `berth unreserve`.
+#[derive(Debug, Args)]
+pub struct ReserveArgs {
+    #[command(flatten)]
+    pub target: OperatorArgs,
+
+    /// The resources, unreserved, as a resource string: "cpus:1;mem:256".
+    #[arg(long, value_name = "RESOURCES", value_parser = parse_resources)]
+    pub resources: Resources,
+}
+
+/// `berth volume`.
+#[derive(Debug, Subcommand)]
+pub enum VolumeCommand {
+    /// Reserves disk for the role and creates a persistent volume on it.
+    Create(VolumeArgs),
+    /// Destroys a persistent volume (its data is deleted) and unreserves its disk. Refused
+    /// while a task uses it.
+    Destroy(VolumeArgs),
+}
+
+/// A volume, as `berth volume` names it.
+#[derive(Debug, Args)]
+pub struct VolumeArgs {
+    #[command(flatten)]
+    pub target: OperatorArgs,
+
+    /// The volume's id.
+    #[arg(long, value_name = "ID")]
+    pub id: VolumeId,
+
+    /// Its size, in MiB of disk.
+    #[arg(long, value_name = "MIB")]
+    pub size: u64,
+
+    /// Where tasks see it, relative to their sandbox.
+    #[arg(long, value_name = "PATH", value_parser = parse_container_path)]
+    pub path: ContainerPath,
+}
+
+fn parse_container_path(text: &str) -> Result<ContainerPath, String> {
+    ContainerPath::new(text).map_err(|error| error.to_string())
 }
 
 /// `berth run`.
@@ -551,6 +658,30 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Leader(args) => runtime()?.block_on(leader(args)),
         Command::State(args) => runtime()?.block_on(state(args)),
         Command::Run(args) => runtime()?.block_on(run_command(*args)),
+        Command::Reserve(args) => runtime()?.block_on(operator(
+            args.target,
+            crate::operator::OperatorRequest::Reserve(args.resources),
+        )),
+        Command::Unreserve(args) => runtime()?.block_on(operator(
+            args.target,
+            crate::operator::OperatorRequest::Unreserve(args.resources),
+        )),
+        Command::Volume(VolumeCommand::Create(args)) => runtime()?.block_on(operator(
+            args.target,
+            crate::operator::OperatorRequest::CreateVolume {
+                id: args.id,
+                size_mb: args.size,
+                path: args.path,
+            },
+        )),
+        Command::Volume(VolumeCommand::Destroy(args)) => runtime()?.block_on(operator(
+            args.target,
+            crate::operator::OperatorRequest::DestroyVolume {
+                id: args.id,
+                size_mb: args.size,
+                path: args.path,
+            },
+        )),
     }
 }
 

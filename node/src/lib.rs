@@ -11,6 +11,7 @@ pub mod executor;
 pub mod local;
 pub mod logging;
 pub mod master;
+pub mod operator;
 pub mod process;
 pub mod run;
 pub mod storage;
