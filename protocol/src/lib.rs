@@ -9,9 +9,10 @@
 //!
 //! # The calling contract
 //!
-//! Every role (master, agent, executor, scheduler) implements [`Machine`]. A driver owns one
-//! machine and feeds it inputs one at a time; each input appends commands to an [`Outbox`],
-//! which the driver executes front to back before the next input.
+//! Every role (the [`master`], the [`agent`] with its executors as events and actions, the
+//! [`scheduler`]) implements [`Machine`]. A driver owns one machine and feeds it inputs one
+//! at a time; each input appends commands to an [`Outbox`], which the driver executes front
+//! to back before the next input. The `testing` module (feature `testing`) drives them all in memory.
 //!
 //! ```text
 //!                        inputs                                  outbox (in order)
