@@ -44,7 +44,7 @@ use crate::message::{
     OperationKind, Ping, Pong, RECONCILE_TASKS_MAX, Reconcile, StatusSource, Subscribe, Subscribed,
     TaskSpec, TaskStatus,
 };
-use crate::message::{OperationState, SubscriptionRefusal};
+use crate::message::{OPERATIONS_MAX, OperationState, SubscriptionRefusal};
 use crate::note::Note;
 use crate::operation;
 use crate::registry::FrameworkInfo;
@@ -568,12 +568,16 @@ impl Scheduler {
         let mut remaining = offer.resources.clone();
         let mut plans = Vec::new();
         let mut index = 0;
+        let mut operations_taken = 0;
         while index < self.queue.len() {
             let fitting = self.queue[index]
                 .iter()
-                .find_map(|plan| Some((plan.clone(), self.fits(plan, &remaining)?)));
+                .find_map(|plan| Some((plan.clone(), self.fits(plan, &remaining)?)))
+                // One accept carries at most OPERATIONS_MAX operations; the rest waits.
+                .filter(|(plan, _)| operations_taken + plan.len() <= OPERATIONS_MAX);
             match fitting {
                 Some((plan, rest)) => {
+                    operations_taken += plan.len();
                     remaining = rest;
                     self.queue.remove(index);
                     plans.push(plan);

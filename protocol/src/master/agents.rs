@@ -32,6 +32,7 @@ use crate::message::{
 use crate::note::Note;
 use crate::registry::{AgentStatus, LogIndex, RegistryEntry};
 use crate::resources::Resources;
+use crate::task::TaskCommand;
 use crate::task::{TaskState, TaskStatusReason};
 use crate::{Address, DurationRange, Outbox};
 
@@ -110,6 +111,10 @@ pub struct TaskView {
     pub update: Option<UpdateId>,
     /// What it uses of the agent's resources.
     pub resources: Resources,
+    /// While the task is `STAGING` after a launch by this leader: what it runs, so that the
+    /// launch can be resent until the agent reports the task (a lost `RunTask` would
+    /// otherwise leave it staging for good). The agent runs a task at most once (R5).
+    pub launch: Option<TaskCommand>,
 }
 
 /// A status update the master generated itself.
@@ -298,6 +303,7 @@ impl Master {
                         state: report.state,
                         update: report.latest_update,
                         resources: report.resources,
+                        launch: None,
                     },
                 )
             })
@@ -386,7 +392,9 @@ impl Master {
             state: update.state,
             update: None,
             resources: Resources::new(),
+            launch: None,
         });
+        task.launch = None;
         let ended = !task.state.is_terminal() && update.state.is_terminal();
         if task.update.is_none_or(|recorded| update.update > recorded) {
             task.state = update.state;

@@ -1106,3 +1106,27 @@ fn an_offer_held_too_long_is_rescinded_and_offered_again() {
     );
     assert!(sent_to(&commands, &agent_address()).is_empty());
 }
+
+#[test]
+fn a_launch_is_resent_every_round_until_the_agent_reports_the_task() {
+    let mut master = leader_with_running_task();
+    // The RunTask was lost: the next ping round sends it again.
+    let commands = fire(&mut master, MasterTimer::AgentPing);
+    assert!(
+        sent_to(&commands, &agent_address())
+            .iter()
+            .any(|message| matches!(message, Message::RunTask(run) if run.task == task()))
+    );
+    // Once the agent reports the task, the launch is done with.
+    deliver(
+        &mut master,
+        &agent_address(),
+        status_update(agent_id(1), TaskState::Running, 0),
+    );
+    let commands = fire(&mut master, MasterTimer::AgentPing);
+    assert!(
+        !sent_to(&commands, &agent_address())
+            .iter()
+            .any(|message| matches!(message, Message::RunTask(_)))
+    );
+}

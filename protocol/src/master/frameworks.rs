@@ -540,6 +540,7 @@ impl Master {
                         state: TaskState::Staging,
                         update: None,
                         resources: spec.resources.clone(),
+                        launch: Some(spec.command.clone()),
                     },
                 );
             }
@@ -874,6 +875,7 @@ impl Master {
             self.send_generated(framework, &task, out);
         }
         self.resend_operations(out);
+        self.resend_launches(out);
         // The allocation interval (Mesos: 1 s): whatever an event did not offer yet.
         self.allocate_offers(out);
         let term = self.term();
@@ -911,6 +913,42 @@ impl Master {
             }
         }
         self.disconnect_frameworks(silent, out);
+    }
+
+    /// Resends the launch of every task still staging since this leader launched it: the
+    /// agent ignores a launch it has seen (R5), and runs one it never received.
+    fn resend_launches(&self, out: &mut Outbox<Master>) {
+        let Some(agents) = self.agent_directory() else {
+            return;
+        };
+        for (agent, view) in agents.agents() {
+            let Some(record) = self
+                .registry
+                .agents()
+                .get(agent)
+                .filter(|record| record.status == AgentStatus::Admitted)
+            else {
+                continue;
+            };
+            for ((framework, task), known) in &view.tasks {
+                let (Some(command), Some(executor), TaskState::Staging) =
+                    (&known.launch, &known.executor, known.state)
+                else {
+                    continue;
+                };
+                out.send(
+                    record.address.clone(),
+                    Message::RunTask(Box::new(RunTask {
+                        term: self.term(),
+                        framework: *framework,
+                        executor: executor.clone(),
+                        task: task.clone(),
+                        resources: known.resources.clone(),
+                        command: command.clone(),
+                    })),
+                );
+            }
+        }
     }
 
     /// Resends every unanswered resource operation to its agent, in order.

@@ -342,3 +342,20 @@ fn work_queued_while_subscribing_revives_offers_once_subscribed() {
         "the suppressed subscription is lifted"
     );
 }
+
+#[test]
+fn an_offer_that_fits_more_than_an_accept_carries_takes_what_one_accept_can() {
+    let tasks: Vec<TaskSpec> = (0..300)
+        .map(|index| spec(&alloc::format!("t{index}"), "cpus:0.001"))
+        .collect();
+    let mut scheduler = subscribed_scheduler(tasks);
+    let commands = deliver(&mut scheduler, 1, offer(0, "cpus:1"));
+    let Message::Accept(ref accept) = sent(&commands)[0].1 else {
+        panic!("an accept");
+    };
+    assert_eq!(accept.operations.len(), crate::message::OPERATIONS_MAX);
+    assert_eq!(
+        scheduler.queue().count(),
+        300 - crate::message::OPERATIONS_MAX
+    );
+}
