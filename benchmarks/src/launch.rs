@@ -65,9 +65,15 @@ pub struct LaunchOptions {
     /// Each task's resources.
     #[arg(long, default_value = "cpus:1;mem:128")]
     pub task_resources: String,
-    /// Frameworks per run [default: as few as can hold the tasks].
+    /// Frameworks per run [default: enough to hold the tasks (a scheduler launches at most
+    /// 4,096 in its life), and one per 128 agents, so that a scheduler's answers to one
+    /// offer message (one accept or decline per agent) fit its connection's queue of 256].
     #[arg(long)]
     pub frameworks: Option<u64>,
+    /// Tasks each framework has submitted and not yet seen RUNNING; a new one is submitted
+    /// as each starts. 0 submits all at once.
+    #[arg(long, default_value_t = 128)]
+    pub window: u64,
     /// The `berth` binary [default: `berth` next to this one].
     #[arg(long)]
     pub berth: Option<PathBuf>,
@@ -75,6 +81,11 @@ pub struct LaunchOptions {
     #[arg(long, default_value_t = 300)]
     pub timeout_s: u64,
 }
+
+/// Agents per framework by default: a scheduler answers each offer of an offer message (at
+/// most one per agent) with its own accept or decline, in one step, and a connection queues
+/// 256 messages ([`berth_node::transport::PEER_QUEUE_LENGTH_MAX`]) before it drops them.
+const AGENTS_PER_FRAMEWORK: u64 = 128;
 
 /// What a framework's scheduler did, as the benchmark sees it.
 #[derive(Debug)]
@@ -232,8 +243,12 @@ pub async fn run(options: &LaunchOptions) -> anyhow::Result<()> {
         log.matches("no connection to this address").count(),
         crate::sim::DROPPED.load(std::sync::atomic::Ordering::Relaxed)
     );
-    if let Err(error) = std::fs::remove_dir_all(&work) {
-        eprintln!("cannot remove {}: {error}", work.display());
+    if result.is_ok() {
+        if let Err(error) = std::fs::remove_dir_all(&work) {
+            eprintln!("cannot remove {}: {error}", work.display());
+        }
+    } else {
+        println!("kept {} (the master's log is master.log)", work.display());
     }
     result
 }
@@ -306,15 +321,37 @@ async fn measure(
         options.agents,
         started.elapsed().as_secs_f64()
     );
-    // Let the registration's allocations and pings settle before the first run.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The master may still work through registrations the agents retried while it was
+    // busy: wait until it is idle (under a tenth of a core for a second).
+    let settling = Instant::now();
+    loop {
+        let before = ProcessCpu::of(master_pid)?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let busy = ProcessCpu::of(master_pid)?.since(before);
+        if busy < Duration::from_millis(100) {
+            break;
+        }
+        anyhow::ensure!(
+            settling.elapsed() < timeout,
+            "the master is still busy {timeout:?} after the agents registered"
+        );
+    }
+    println!(
+        "  the master went idle {:.2} s after the last registration",
+        settling.elapsed().as_secs_f64()
+    );
 
     let frameworks = options.frameworks.unwrap_or_else(|| {
         options
             .tasks
             .div_ceil(SCHEDULER_TASKS_MAX as u64)
+            .max(options.agents.div_ceil(AGENTS_PER_FRAMEWORK))
             .max(1)
     });
+    println!(
+        "  {frameworks} frameworks per run, window {} tasks each",
+        options.window
+    );
     let mut results = Vec::new();
     for run in 1..=options.runs {
         let result = measure_run(
@@ -404,44 +441,77 @@ async fn measure_run(
     let master_cpu_before = ProcessCpu::of(master_pid)?;
     let bench_cpu_before = ProcessCpu::own()?;
     let submitted = Instant::now();
-    for task in 0..options.tasks {
-        let id = TaskId::new(&format!("task-{run}-{task}")).expect("a valid id");
-        let spec = TaskSpec {
+    // Task `index` belongs to framework `index % frameworks`; each framework has at most
+    // `window` tasks submitted and not yet RUNNING.
+    let spec_of = |index: u64| {
+        let id = TaskId::new(&format!("task-{run}-{index}")).expect("a valid id");
+        TaskSpec {
             task: id.clone(),
             executor: ExecutorId::new(id.as_str()).expect("a valid id"),
             resources: task_resources.clone(),
             command: command.clone(),
-        };
-        let framework = usize::try_from(task % frameworks).expect("a small index");
-        submitters[framework]
-            .send(SchedulerEvent::Launch(spec))
-            .await
-            .context("a scheduler stopped")?;
+        }
+    };
+    let window = if options.window == 0 {
+        options.tasks
+    } else {
+        options.window
+    };
+    let mut next_index: Vec<u64> = (0..frameworks).collect();
+    let mut framework_of: BTreeMap<TaskId, usize> = BTreeMap::new();
+    for (framework, submit) in submitters.iter().enumerate() {
+        for _ in 0..window {
+            let index = next_index[framework];
+            if index >= options.tasks {
+                break;
+            }
+            next_index[framework] += frameworks;
+            let spec = spec_of(index);
+            framework_of.insert(spec.task.clone(), framework);
+            submit
+                .send(SchedulerEvent::Launch(spec))
+                .await
+                .context("a scheduler stopped")?;
+        }
     }
     let mut accepted: BTreeMap<TaskId, Instant> = BTreeMap::new();
     let mut running: BTreeMap<TaskId, Instant> = BTreeMap::new();
     let mut finished: BTreeMap<TaskId, Instant> = BTreeMap::new();
-    let mut other_states = 0u64;
+    let mut other_states: BTreeMap<String, u64> = BTreeMap::new();
     let tasks = usize::try_from(options.tasks).expect("a task count fits in memory");
-    while finished.len() < tasks {
+    while finished.len() + (other_states.values().sum::<u64>() as usize) < tasks {
         match tokio::time::timeout_at(deadline.max(submitted + timeout), observations.recv()).await
         {
             Ok(Some(Observation::Accepted(task, at))) => {
                 accepted.entry(task).or_insert(at);
             }
             Ok(Some(Observation::State(task, TaskState::Running, at))) => {
+                if let Some(&framework) = framework_of.get(&task) {
+                    let index = next_index[framework];
+                    if index < options.tasks {
+                        next_index[framework] += frameworks;
+                        let spec = spec_of(index);
+                        framework_of.insert(spec.task.clone(), framework);
+                        submitters[framework]
+                            .send(SchedulerEvent::Launch(spec))
+                            .await
+                            .context("a scheduler stopped")?;
+                    }
+                }
                 running.entry(task).or_insert(at);
             }
             Ok(Some(Observation::State(task, TaskState::Finished, at))) => {
                 finished.entry(task).or_insert(at);
             }
-            Ok(Some(Observation::State(..))) => other_states += 1,
+            Ok(Some(Observation::State(_, state, _))) => {
+                *other_states.entry(format!("{state}")).or_default() += 1;
+            }
             Ok(Some(Observation::Subscribed)) => {}
             Ok(None) | Err(_) => {
                 let _ = stop.send(true);
                 anyhow::bail!(
                     "run {run}: after {:.1} s, {} tasks accepted, {} running, {} finished \
-                     of {tasks} ({other_states} other states)",
+                     of {tasks} (other states: {other_states:?})",
                     submitted.elapsed().as_secs_f64(),
                     accepted.len(),
                     running.len(),
@@ -455,8 +525,8 @@ async fn measure_run(
     let _ = stop.send(true);
     while schedulers.join_next().await.is_some() {}
     anyhow::ensure!(
-        other_states == 0,
-        "run {run}: {other_states} states other than RUNNING and FINISHED"
+        other_states.is_empty(),
+        "run {run}: states other than RUNNING and FINISHED: {other_states:?}"
     );
     let last_running = running.values().max().copied().unwrap_or(submitted);
     let last_finished = finished.values().max().copied().unwrap_or(submitted);

@@ -30,9 +30,7 @@ use berth_protocol::ids::{
     AgentId, AssignedId, BootId, ExecutorId, FrameworkId, MasterId, TaskId, Term,
 };
 use berth_protocol::master::{Master, MasterConfig, MasterDurable, MasterRecord};
-use berth_protocol::message::{
-    Message, RegisterAgent, ReregisterAgent, Snapshot, TaskReport,
-};
+use berth_protocol::message::{Message, RegisterAgent, ReregisterAgent, Snapshot, TaskReport};
 use berth_protocol::registry::{AgentInfo, LogIndex, Registry, RegistryEntry};
 use berth_protocol::resources::Resources;
 use berth_protocol::task::TaskState;
@@ -60,7 +58,10 @@ pub struct MemoryOptions {
     #[arg(long, value_enum, default_value_t = Admission::Snapshot)]
     pub admission: Admission,
     /// Each agent's resources.
-    #[arg(long, default_value = "cpus:32;mem:262144;disk:1000000;ports:[31000-32000]")]
+    #[arg(
+        long,
+        default_value = "cpus:32;mem:262144;disk:1000000;ports:[31000-32000]"
+    )]
     pub agent_resources: String,
     /// Each task's resources.
     #[arg(long, default_value = "cpus:0.5;mem:2048;disk:1000")]
@@ -170,11 +171,8 @@ pub fn run(options: &MemoryOptions) -> anyhow::Result<()> {
         usize::try_from(options.tasks_per_agent).context("--tasks-per-agent is too large")?;
     let boot_id = BootId::new("boot-0").expect("a valid boot id");
     let master_address = Address::new("127.0.0.1:5050").expect("a valid address");
-    let config = MasterConfig::new(
-        MasterId(1),
-        BTreeMap::from([(MasterId(1), master_address)]),
-    )
-    .context("a lone master's configuration")?;
+    let config = MasterConfig::new(MasterId(1), BTreeMap::from([(MasterId(1), master_address)]))
+        .context("a lone master's configuration")?;
     let before = ProcessMemory::read()?;
     println!(
         "sizes: ResourceKey {} B, Resources {} B, TaskView {} B, AgentView {} B, \
@@ -259,7 +257,9 @@ pub fn run(options: &MemoryOptions) -> anyhow::Result<()> {
                 .registry()
                 .agents()
                 .iter()
-                .filter(|(_, record)| record.status == berth_protocol::registry::AgentStatus::Admitted)
+                .filter(|(_, record)| {
+                    record.status == berth_protocol::registry::AgentStatus::Admitted
+                })
                 .map(|(agent, _)| *agent)
                 .collect();
             anyhow::ensure!(
@@ -325,7 +325,9 @@ pub fn run(options: &MemoryOptions) -> anyhow::Result<()> {
                 info,
                 boot_id: boot_id.clone(),
                 highest_term: Term(1),
-                tasks: BoundedVec::from_vec(tasks).ok().context("too many tasks per agent")?,
+                tasks: BoundedVec::from_vec(tasks)
+                    .ok()
+                    .context("too many tasks per agent")?,
                 unacknowledged: BoundedVec::new(),
             })),
         );
