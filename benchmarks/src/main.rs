@@ -52,7 +52,7 @@ fn raise_open_files_limit() -> anyhow::Result<u64> {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let mut limit = getrlimit(Resource::Nofile);
     limit.current = limit.maximum;
-    setrlimit(Resource::Nofile, limit.clone()).context("cannot raise the open files limit")?;
+    setrlimit(Resource::Nofile, limit).context("cannot raise the open files limit")?;
     Ok(limit.current.unwrap_or(u64::MAX))
 }
 
