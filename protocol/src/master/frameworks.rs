@@ -260,6 +260,17 @@ impl Master {
         else {
             return;
         };
+        // Each agent's outstanding offers, summed in one pass over the offers (a sum that
+        // fails, which R1 rules out, leaves the agent out of this cycle).
+        let mut offered_by_agent: BTreeMap<AgentId, Option<Resources>> = BTreeMap::new();
+        for offer in frameworks.offers.values() {
+            let sum = offered_by_agent
+                .entry(offer.agent)
+                .or_insert_with(|| Some(Resources::new()));
+            *sum = sum
+                .take()
+                .and_then(|sum| sum.checked_add(&offer.resources).ok());
+        }
         let mut totals: BTreeMap<AgentId, (Resources, Resources)> = BTreeMap::new();
         for (agent, record) in self.registry.agents() {
             let Some(view) = agents.agents().get(agent) else {
@@ -279,13 +290,10 @@ impl Master {
                 .try_fold(Resources::new(), |sum, task| {
                     sum.checked_add(&task.resources).ok()
                 });
-            let offered = frameworks
-                .offers
-                .values()
-                .filter(|offer| offer.agent == *agent)
-                .try_fold(Resources::new(), |sum, offer| {
-                    sum.checked_add(&offer.resources).ok()
-                });
+            let offered = offered_by_agent
+                .get(agent)
+                .cloned()
+                .unwrap_or_else(|| Some(Resources::new()));
             let available = used
                 .zip(offered)
                 .and_then(|(used, offered)| used.checked_add(&offered).ok())
