@@ -126,6 +126,8 @@ pub struct Cluster {
     cut: BTreeSet<(Address, Address)>,
     /// The state of the generator that picks each timer's delay within its range.
     jitter: u64,
+    /// One message in this many is delivered a second time, later (0: never).
+    duplicate_one_in: u64,
 }
 
 impl Default for Cluster {
@@ -151,7 +153,23 @@ impl Cluster {
             sequence: 0,
             cut: BTreeSet::new(),
             jitter: 0x9e37_79b9_7f4a_7c15,
+            duplicate_one_in: 0,
         }
+    }
+
+    /// Delivers one message in `n` a second time, up to a second later (0: never), as a
+    /// network that retransmits can.
+    pub fn duplicate_one_in(&mut self, n: u64) {
+        self.duplicate_one_in = n;
+    }
+
+    /// The next draw of the cluster's generator (SplitMix64).
+    fn draw(&mut self) -> u64 {
+        self.jitter = self.jitter.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.jitter;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
     }
 
     /// A cluster whose timer delays are drawn from `seed`.
@@ -165,11 +183,7 @@ impl Cluster {
     /// When a timer set now with `duration` fires: a deterministic draw within its range
     /// (SplitMix64), so that masters do not time out in lockstep.
     fn deadline(&mut self, duration: crate::DurationRange) -> Duration {
-        self.jitter = self.jitter.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.jitter;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
+        let z = self.draw();
         let spread = duration.max.saturating_sub(duration.min).as_micros() as u64;
         let extra = if spread == 0 { 0 } else { z % (spread + 1) };
         self.now + duration.min + Duration::from_micros(extra)
@@ -217,13 +231,25 @@ impl Cluster {
 
     /// Adds an agent at `at` with `resources` (a resource string).
     pub fn add_agent(&mut self, at: &str, resources: &str) {
+        self.add_agent_with(at, resources, |config| config);
+    }
+
+    /// Adds an agent, its configuration passed through `configure`.
+    pub fn add_agent_with(
+        &mut self,
+        at: &str,
+        resources: &str,
+        configure: impl FnOnce(AgentConfig) -> AgentConfig,
+    ) {
         let info = AgentInfo {
             hostname: Name::new(at).expect("a valid host name"),
             resources: Resources::parse(resources).expect("a valid resource string"),
         };
         let boot_id = crate::ids::BootId::new("boot-0").expect("valid");
-        let config = AgentConfig::new(self.master_addresses(), address(at), info, boot_id)
-            .expect("a valid agent configuration");
+        let config = configure(
+            AgentConfig::new(self.master_addresses(), address(at), info, boot_id)
+                .expect("a valid agent configuration"),
+        );
         self.agents.insert(
             address(at),
             AgentHost {
@@ -630,6 +656,14 @@ impl Cluster {
     fn send(&mut self, from: &Address, to: Address, message: Message) {
         if self.cut.contains(&(from.clone(), to.clone())) {
             return;
+        }
+        if self.duplicate_one_in > 0 && self.draw() % self.duplicate_one_in == 0 {
+            let later = Duration::from_millis(self.draw() % 1000);
+            self.sequence += 1;
+            self.network.insert(
+                (self.now + self.latency + later, self.sequence),
+                (from.clone(), to.clone(), message.clone()),
+            );
         }
         self.sequence += 1;
         self.network.insert(

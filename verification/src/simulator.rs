@@ -45,6 +45,8 @@ pub struct SimulationConfig {
     pub agents: usize,
     /// Steps to run.
     pub steps: u64,
+    /// A deliberately broken agent, to show that an invariant catches it.
+    pub agent_mutation: Option<berth_protocol::agent::AgentMutation>,
 }
 
 impl Default for SimulationConfig {
@@ -53,6 +55,7 @@ impl Default for SimulationConfig {
             masters: 3,
             agents: 4,
             steps: 10_000,
+            agent_mutation: None,
         }
     }
 }
@@ -132,6 +135,8 @@ pub fn simulate(seed: u64, config: SimulationConfig) -> Result<SimulationReport,
 impl Simulation {
     fn new(seed: u64, config: SimulationConfig) -> Simulation {
         let mut cluster = Cluster::with_seed(seed);
+        // One message in 50 arrives twice, the copy up to a second later.
+        cluster.duplicate_one_in(50);
         cluster.add_masters(config.masters);
         let masters = (1..=config.masters).map(|id| format!("m{id}")).collect();
         let mut agents = Vec::new();
@@ -143,7 +148,10 @@ impl Simulation {
             } else {
                 "cpus:2;mem:1024;disk:1000;cpus(ops):2"
             };
-            cluster.add_agent(&name, resources);
+            cluster.add_agent_with(&name, resources, |agent| match config.agent_mutation {
+                Some(mutation) => agent.with_mutation(mutation),
+                None => agent,
+            });
             agents.push(name);
         }
         let schedulers = vec![

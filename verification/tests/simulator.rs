@@ -39,3 +39,21 @@ fn a_run_is_determined_by_its_seed() {
     };
     assert_eq!(simulate(9, config), simulate(9, config));
 }
+
+/// The invariants are not vacuous: an agent that runs a duplicated launch of an ended task
+/// again is caught. The relaunched task runs while its framework holds it ended, so A1 sees
+/// it in the same step as R5 (A1 is checked first).
+#[test]
+fn r5_catches_an_agent_that_runs_an_ended_task_again() {
+    let config = SimulationConfig {
+        steps: 4_000,
+        agent_mutation: Some(berth_protocol::agent::AgentMutation::ForgetEndedTasks),
+        ..SimulationConfig::default()
+    };
+    let caught = (0..20).find_map(|seed| simulate(seed, config).err());
+    let violation = caught.expect("some seed shows the bug");
+    assert!(
+        violation.invariant.starts_with("R5") || violation.invariant.starts_with("A1"),
+        "{violation}"
+    );
+}

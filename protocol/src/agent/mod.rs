@@ -175,6 +175,8 @@ pub enum AgentMutation {
     FailWithoutDestroy,
     /// Commands of a lower term than the highest seen are obeyed (E3).
     ObeyLowerTerm,
+    /// A launch of a task that ended is run again (R5).
+    ForgetEndedTasks,
 }
 
 impl AgentConfig {
@@ -967,7 +969,9 @@ impl Agent {
             return;
         }
         let key = (run.framework, run.task.clone());
-        if self.durable.tasks.contains_key(&key) || self.durable.completed.contains(&key) {
+        let ended =
+            self.durable.completed.contains(&key) && !self.mutated(AgentMutation::ForgetEndedTasks);
+        if self.durable.tasks.contains_key(&key) || ended {
             return; // A duplicate launch, or a late one of a task that ended (R5).
         }
         let fits = Agent::used_resources(&self.durable)

@@ -1130,3 +1130,22 @@ fn a_launch_is_resent_every_round_until_the_agent_reports_the_task() {
             .any(|message| matches!(message, Message::RunTask(_)))
     );
 }
+
+/// Found by the seeded simulator (a duplicated message): a second copy of an accept that was
+/// applied names offers that are gone, and used to report its launches DROPPED, ending a task
+/// that runs (A1).
+#[test]
+fn a_duplicated_accept_does_not_drop_the_task_it_launched() {
+    let (mut master, offer) = leader_with_offer();
+    let accept = launch(offer.offer, "t1", "cpus:1");
+    deliver(&mut master, &scheduler_address(), accept.clone());
+    let commands = deliver(&mut master, &scheduler_address(), accept);
+    assert!(
+        !sent_to(&commands, &scheduler_address())
+            .iter()
+            .any(|message| matches!(message, Message::TaskStatus(_))),
+        "no status for the launched task"
+    );
+    let view = &master.agent_directory().expect("leads").agents()[&agent_id(1)];
+    assert_eq!(view.tasks[&(framework(), task())].state, TaskState::Staging);
+}

@@ -458,6 +458,9 @@ impl Master {
             // operation fails and nothing changes.
             for operation in accept.operations.into_vec() {
                 match operation.kind {
+                    // A duplicate of an accept already applied names offers that are gone:
+                    // its launches are known and stand (a DROPPED would end a running task).
+                    OperationKind::Launch(spec) if self.task_known(framework, &spec.task) => {}
                     OperationKind::Launch(spec) => self.generate_status(
                         framework,
                         spec.task,
@@ -515,14 +518,7 @@ impl Master {
                 }
             };
             let key = (framework, spec.task.clone());
-            let duplicate = self.agent_directory().is_some_and(|agents| {
-                agents
-                    .agents()
-                    .values()
-                    .any(|view| view.tasks.contains_key(&key))
-                    || agents.generated().contains_key(&key)
-            });
-            if duplicate {
+            if self.task_known(framework, &spec.task) {
                 continue; // The task's own status stands; a second launch changes nothing.
             }
             let Ok(rest) = pool.checked_sub(&spec.resources) else {
@@ -595,6 +591,19 @@ impl Master {
             );
         }
         self.allocate_offers(out);
+    }
+
+    /// Whether the leader knows the framework's task: on an agent, or by a state it
+    /// generated.
+    fn task_known(&self, framework: FrameworkId, task: &TaskId) -> bool {
+        let key = (framework, task.clone());
+        self.agent_directory().is_some_and(|agents| {
+            agents
+                .agents()
+                .values()
+                .any(|view| view.tasks.contains_key(&key))
+                || agents.generated().contains_key(&key)
+        })
     }
 
     /// The agent's resources as the leader knows them now.
