@@ -52,6 +52,24 @@ impl<M: Machine> Node<M> {
     pub fn durable(&self) -> &M::Durable {
         &self.durable
     }
+
+    /// Its timers due at `now`.
+    fn due(&self, now: Duration) -> Vec<M::Timer> {
+        self.timers
+            .iter()
+            .filter(|(_, deadline)| **deadline <= now)
+            .map(|(timer, _)| timer.clone())
+            .collect()
+    }
+
+    /// Fires `timer` if it is still set and the machine is up; the step's outbox.
+    fn fire(&mut self, timer: M::Timer) -> Option<Outbox<M>> {
+        self.timers.remove(&timer)?;
+        let machine = self.machine.as_mut()?;
+        let mut out = Outbox::new();
+        machine.handle_timer(timer, &mut out);
+        Some(out)
+    }
 }
 
 /// An emulated executor: the tasks it runs.
@@ -555,73 +573,51 @@ impl Cluster {
             }
         }
         let now = self.now;
-        let due_masters: Vec<(Address, crate::master::MasterTimer)> = self
+        // Timers due now, collected before any fires: what firing them sets waits for the
+        // next step.
+        let masters: Vec<(Address, Vec<crate::master::MasterTimer>)> = self
             .masters
             .iter()
-            .flat_map(|(at, node)| {
-                node.timers
-                    .iter()
-                    .filter(move |(_, deadline)| **deadline <= now)
-                    .map(move |(timer, _)| (at.clone(), *timer))
-            })
+            .map(|(at, node)| (at.clone(), node.due(now)))
             .collect();
-        for (at, timer) in due_masters {
-            let Some(node) = self.masters.get_mut(&at) else {
-                continue;
-            };
-            node.timers.remove(&timer);
-            let Some(machine) = node.machine.as_mut() else {
-                continue;
-            };
-            let mut out = Outbox::new();
-            machine.handle_timer(timer, &mut out);
-            self.execute_master(&at, out);
+        for (at, timers) in masters {
+            for timer in timers {
+                if let Some(out) = self.masters.get_mut(&at).and_then(|node| node.fire(timer)) {
+                    self.execute_master(&at, out);
+                }
+            }
         }
-        let due_agents: Vec<(Address, crate::agent::AgentTimer)> = self
+        let agents: Vec<(Address, Vec<crate::agent::AgentTimer>)> = self
             .agents
             .iter()
-            .flat_map(|(at, host)| {
-                host.node
-                    .timers
-                    .iter()
-                    .filter(move |(_, deadline)| **deadline <= now)
-                    .map(move |(timer, _)| (at.clone(), timer.clone()))
-            })
+            .map(|(at, host)| (at.clone(), host.node.due(now)))
             .collect();
-        for (at, timer) in due_agents {
-            let Some(host) = self.agents.get_mut(&at) else {
-                continue;
-            };
-            host.node.timers.remove(&timer);
-            let Some(machine) = host.node.machine.as_mut() else {
-                continue;
-            };
-            let mut out = Outbox::new();
-            machine.handle_timer(timer, &mut out);
-            self.execute_agent(&at, out);
+        for (at, timers) in agents {
+            for timer in timers {
+                let fired = self
+                    .agents
+                    .get_mut(&at)
+                    .and_then(|host| host.node.fire(timer));
+                if let Some(out) = fired {
+                    self.execute_agent(&at, out);
+                }
+            }
         }
-        let due_schedulers: Vec<(Address, crate::scheduler::SchedulerTimer)> = self
+        let schedulers: Vec<(Address, Vec<crate::scheduler::SchedulerTimer>)> = self
             .schedulers
             .iter()
-            .flat_map(|(at, host)| {
-                host.node
-                    .timers
-                    .iter()
-                    .filter(move |(_, deadline)| **deadline <= now)
-                    .map(move |(timer, _)| (at.clone(), timer.clone()))
-            })
+            .map(|(at, host)| (at.clone(), host.node.due(now)))
             .collect();
-        for (at, timer) in due_schedulers {
-            let Some(host) = self.schedulers.get_mut(&at) else {
-                continue;
-            };
-            host.node.timers.remove(&timer);
-            let Some(machine) = host.node.machine.as_mut() else {
-                continue;
-            };
-            let mut out = Outbox::new();
-            machine.handle_timer(timer, &mut out);
-            self.execute_scheduler(&at, out);
+        for (at, timers) in schedulers {
+            for timer in timers {
+                let fired = self
+                    .schedulers
+                    .get_mut(&at)
+                    .and_then(|host| host.node.fire(timer));
+                if let Some(out) = fired {
+                    self.execute_scheduler(&at, out);
+                }
+            }
         }
     }
 

@@ -446,13 +446,7 @@ impl Master {
                 _ => pool = None,
             }
         }
-        let address = agent.and_then(|agent| {
-            self.registry
-                .agents()
-                .get(&agent)
-                .filter(|record| record.status == AgentStatus::Admitted)
-                .map(|record| record.address.clone())
-        });
+        let address = agent.and_then(|agent| self.admitted_address(agent).cloned());
         let (Some(agent), Some(mut pool), Some(address)) = (agent, pool, address) else {
             // Unknown, foreign, rescinded or mixed offers, or an agent gone since: every
             // operation fails and nothing changes.
@@ -591,6 +585,15 @@ impl Master {
             );
         }
         self.allocate_offers(out);
+    }
+
+    /// Where an admitted agent is; `None` for an unknown, unreachable or gone one.
+    fn admitted_address(&self, agent: AgentId) -> Option<&Address> {
+        self.registry
+            .agents()
+            .get(&agent)
+            .filter(|record| record.status == AgentStatus::Admitted)
+            .map(|record| &record.address)
     }
 
     /// Whether the leader knows the framework's task: on an agent, or by a state it
@@ -939,12 +942,7 @@ impl Master {
             return;
         };
         for (agent, view) in agents.agents() {
-            let Some(record) = self
-                .registry
-                .agents()
-                .get(agent)
-                .filter(|record| record.status == AgentStatus::Admitted)
-            else {
+            let Some(address) = self.admitted_address(*agent) else {
                 continue;
             };
             for ((framework, task), known) in &view.tasks {
@@ -954,7 +952,7 @@ impl Master {
                     continue;
                 };
                 out.send(
-                    record.address.clone(),
+                    address.clone(),
                     Message::RunTask(Box::new(RunTask {
                         term: self.term(),
                         framework: *framework,
@@ -974,12 +972,7 @@ impl Master {
             return;
         };
         for (agent, view) in agents.agents() {
-            let Some(record) = self
-                .registry
-                .agents()
-                .get(agent)
-                .filter(|record| record.status == AgentStatus::Admitted)
-            else {
+            let Some(address) = self.admitted_address(*agent) else {
                 continue;
             };
             let mut by_framework: BTreeMap<FrameworkId, Vec<AgentOperation>> = BTreeMap::new();
@@ -992,7 +985,7 @@ impl Master {
             for (framework, operations) in by_framework {
                 for chunk in operations.chunks(crate::message::AGENT_OPERATIONS_MAX) {
                     out.send(
-                        record.address.clone(),
+                        address.clone(),
                         Message::ApplyOperations(Box::new(ApplyOperations {
                             term: self.term(),
                             agent: *agent,
@@ -1023,16 +1016,11 @@ impl Master {
                 let Some(agent) = acknowledge.agent else {
                     return;
                 };
-                let Some(record) = self
-                    .registry
-                    .agents()
-                    .get(&agent)
-                    .filter(|record| record.status == AgentStatus::Admitted)
-                else {
+                let Some(address) = self.admitted_address(agent) else {
                     return;
                 };
                 out.send(
-                    record.address.clone(),
+                    address.clone(),
                     Message::StatusAcknowledgement(StatusAcknowledgement {
                         term: self.term(),
                         framework: acknowledge.framework,
@@ -1157,14 +1145,9 @@ impl Master {
         }) else {
             return;
         };
-        if let Some(record) = self
-            .registry
-            .agents()
-            .get(&agent)
-            .filter(|record| record.status == AgentStatus::Admitted)
-        {
+        if let Some(address) = self.admitted_address(agent) {
             out.send(
-                record.address.clone(),
+                address.clone(),
                 Message::KillTask(KillTask {
                     term: self.term(),
                     framework: kill.framework,
@@ -1364,17 +1347,12 @@ impl Master {
         let mut kills = Vec::new();
         if let Some(agents) = self.agent_directory() {
             for (agent, view) in agents.agents() {
-                let Some(record) = self
-                    .registry
-                    .agents()
-                    .get(agent)
-                    .filter(|record| record.status == AgentStatus::Admitted)
-                else {
+                let Some(address) = self.admitted_address(*agent) else {
                     continue;
                 };
                 for ((owner, task), known) in &view.tasks {
                     if *owner == framework && !known.state.is_terminal() {
-                        kills.push((record.address.clone(), task.clone()));
+                        kills.push((address.clone(), task.clone()));
                     }
                 }
             }
