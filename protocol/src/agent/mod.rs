@@ -177,6 +177,10 @@ pub enum AgentMutation {
     ObeyLowerTerm,
     /// A launch of a task that ended is run again (R5).
     ForgetEndedTasks,
+    /// A resent resource operation is applied again (R5).
+    ReapplyOperations,
+    /// A task's persistent volumes are deleted with its sandbox when it ends (R4).
+    DeleteVolumesWithTask,
 }
 
 impl AgentConfig {
@@ -784,6 +788,17 @@ impl Agent {
             reason,
             update: self.durable.next_update,
         };
+        if state.is_terminal() && self.mutated(AgentMutation::DeleteVolumesWithTask) {
+            for (volume, _) in checkpoint.resources.volumes() {
+                if let (Some(role), Some(persistent)) = (volume.reservation.role(), &volume.volume)
+                {
+                    out.act(AgentAction::DeleteVolumeDirectory {
+                        role: role.clone(),
+                        volume: persistent.id.clone(),
+                    });
+                }
+            }
+        }
         self.record(
             AgentRecord::Update {
                 framework: key.0,
@@ -1034,7 +1049,9 @@ impl Agent {
         }
         for operation in apply.operations.into_vec() {
             let key = (apply.framework, operation.id.clone());
-            let state = if self.durable.operations.contains(&key) {
+            let state = if self.durable.operations.contains(&key)
+                && !self.mutated(AgentMutation::ReapplyOperations)
+            {
                 OperationState::Finished // Applied already: answered again, not reapplied.
             } else {
                 let in_use = operation.consumed.volumes().any(|(volume, _)| {

@@ -263,7 +263,11 @@ impl Master {
         // Each agent's outstanding offers, summed in one pass over the offers (a sum that
         // fails, which R1 rules out, leaves the agent out of this cycle).
         let mut offered_by_agent: BTreeMap<AgentId, Option<Resources>> = BTreeMap::new();
-        for offer in frameworks.offers.values() {
+        let outstanding = frameworks
+            .offers
+            .values()
+            .filter(|_| !self.mutated(super::Mutation::OfferOutstandingAgain));
+        for offer in outstanding {
             let sum = offered_by_agent
                 .entry(offer.agent)
                 .or_insert_with(|| Some(Resources::new()));
@@ -340,12 +344,15 @@ impl Master {
             .collect();
         let weights = self.registry.role_weights().clone();
         let filters = frameworks.filters.clone();
-        let offers = allocate(&Cluster {
+        #[allow(unused_mut)] // Only a seeded bug changes the offers.
+        let mut offers = allocate(&Cluster {
             agents: &agent_resources,
             weights: &weights,
             frameworks: &demands,
             filters: &filters,
         });
+        #[cfg(feature = "mutations")]
+        self.mutate_offers(&agent_resources, &demands, &mut offers);
         if offers.is_empty() {
             return;
         }
@@ -1280,9 +1287,14 @@ impl Master {
     pub(super) fn arm_framework_failovers(&self, out: &mut Outbox<Master>) {
         for (framework, record) in self.latest_registry().frameworks() {
             if record.disconnected_since.is_some() {
+                let timeout = if self.mutated(super::Mutation::FailoverTimerNotRearmed) {
+                    core::time::Duration::ZERO
+                } else {
+                    record.info.failover_timeout
+                };
                 out.set_timer(
                     MasterTimer::FrameworkFailover(*framework),
-                    DurationRange::fixed(record.info.failover_timeout),
+                    DurationRange::fixed(timeout),
                 );
             }
         }
@@ -1375,6 +1387,55 @@ impl Master {
         }
         if let Some(agents) = self.agents_mut() {
             agents.generated.retain(|(owner, _), _| *owner != framework);
+        }
+    }
+}
+
+#[cfg(feature = "mutations")]
+impl Master {
+    /// The seeded allocator bugs of [`Mutation`](super::Mutation): each offer of an agent
+    /// also gets what is left of the agent, reserved for other roles (R2), or other roles'
+    /// volumes (R3).
+    fn mutate_offers(
+        &self,
+        agents: &BTreeMap<AgentId, AgentResources<'_>>,
+        demands: &BTreeMap<FrameworkId, FrameworkDemand<'_>>,
+        offers: &mut [crate::allocator::Offer],
+    ) {
+        let volumes = self.mutated(super::Mutation::OfferOtherRolesVolumes);
+        if !volumes && !self.mutated(super::Mutation::OfferOtherRolesReservations) {
+            return;
+        }
+        let mut left: BTreeMap<AgentId, Resources> = agents
+            .iter()
+            .map(|(agent, resources)| (*agent, resources.available.clone()))
+            .collect();
+        for offer in offers.iter() {
+            if let Some(rest) = left.get_mut(&offer.agent)
+                && let Ok(less) = rest.checked_sub(&offer.resources)
+            {
+                *rest = less;
+            }
+        }
+        for offer in offers.iter_mut() {
+            let (Some(rest), Some(demand)) =
+                (left.get_mut(&offer.agent), demands.get(&offer.framework))
+            else {
+                continue;
+            };
+            let foreign = rest.filter(|key| {
+                key.reservation
+                    .role()
+                    .is_some_and(|role| role != demand.role)
+                    && key.volume.is_some() == volumes
+            });
+            if let (Ok(more), Ok(less)) = (
+                offer.resources.checked_add(&foreign),
+                rest.checked_sub(&foreign),
+            ) {
+                offer.resources = more;
+                *rest = less;
+            }
         }
     }
 }

@@ -157,6 +157,17 @@ pub enum Mutation {
     AppendWithoutPreviousCheck,
     /// Votes are granted whatever the candidate's log (E2, leader completeness).
     VoteWithoutLogCheck,
+    /// The allocator is not told what outstanding offers hold, so it offers it again (R1).
+    OfferOutstandingAgain,
+    /// What is left of an agent after the allocator ran, reserved for *other* roles and not a
+    /// volume, is added to each offer of the agent, as an allocator that forgot roles would
+    /// (R2).
+    OfferOtherRolesReservations,
+    /// The same, for other roles' persistent volumes (R3).
+    OfferOtherRolesVolumes,
+    /// A new leader counts a disconnected framework's failover time as spent under the old
+    /// leader and arms its timer with nothing left, instead of in full (F1).
+    FailoverTimerNotRearmed,
 }
 
 /// A master's configuration: who it is, who its peers are, and its timing.
