@@ -29,12 +29,14 @@ use std::time::Duration;
 
 use berth_protocol::agent::{
     Agent, AgentAction, AgentConfig, AgentDurable, AgentEvent, AgentMutation, AgentPhase,
-    AgentTimer,
+    AgentRecord, AgentTimer,
 };
 use berth_protocol::bounded::{BoundedVec, Name};
-use berth_protocol::ids::{BootId, ExecutorId, FrameworkId, MasterId, Principal, Role, TaskId};
+use berth_protocol::ids::{
+    BootId, ExecutorId, FrameworkId, MasterId, OperationId, Principal, Role, TaskId, VolumeId,
+};
 use berth_protocol::master::{Master, MasterConfig};
-use berth_protocol::message::{Message, StatusSource, TaskSpec};
+use berth_protocol::message::{ApplyOperations, Message, StatusSource, TaskSpec};
 use berth_protocol::registry::{AgentInfo, FrameworkInfo};
 use berth_protocol::resources::Resources;
 use berth_protocol::scheduler::{Scheduler, SchedulerConfig};
@@ -124,6 +126,30 @@ pub struct HostStorage {
     pub executors: BTreeMap<(FrameworkId, ExecutorId), Executor>,
     /// How many times the host rebooted.
     pub boots: u8,
+    /// The host's disk and what the model remembers about it (left empty unless the host
+    /// tracks resources).
+    pub ghosts: HostGhosts,
+}
+
+/// The persistent volumes on a host's disk, and the history of launches and operations that
+/// R4 and R5 are checked against. Ghost state: no machine reads it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct HostGhosts {
+    /// Each volume directory on disk, with its data: the tasks that wrote to it, in order.
+    /// Every task that mounts a volume reads it and appends its own id.
+    pub volumes: BTreeMap<(Role, VolumeId), Vec<TaskId>>,
+    /// What each task read from its volumes when it started.
+    pub reads: BTreeMap<TaskId, Vec<TaskId>>,
+    /// Volumes a `DestroyVolume` for reached this host: the only ones it may delete (R4).
+    pub destroys: BTreeSet<(Role, VolumeId)>,
+    /// Every task started, with how many times (R5).
+    pub launches: BTreeMap<(FrameworkId, TaskId), u8>,
+    /// Every resource operation applied, with how many times (R5).
+    pub applied: BTreeMap<(FrameworkId, OperationId), u8>,
+    /// The first R4 violation seen.
+    pub data_lost: Option<String>,
+    /// The first R5 violation seen.
+    pub applied_twice: Option<String>,
 }
 
 /// The host's state: the agent process and what outlives it.
@@ -156,13 +182,45 @@ pub struct AgentHost {
     config: AgentConfig,
     directory: Directory,
     reboots: u8,
+    /// Whether to keep [`HostGhosts`]: volumes, launches and operations.
+    track_resources: bool,
+    /// Whether the agent's timeouts fire (false: every message arrives in time).
+    timeouts: bool,
 }
 
-fn boot_id(boots: u8) -> BootId {
+/// The boot id of a host's `boots`-th boot.
+pub fn boot_id(boots: u8) -> BootId {
     BootId::new(&format!("boot-{boots}")).expect("valid boot id")
 }
 
 impl AgentHost {
+    /// The host of an agent with `config`, reaching its peers through `directory`, that
+    /// reboots at most `reboots` times and keeps [`HostGhosts`] if `track_resources`.
+    pub fn new(
+        config: AgentConfig,
+        directory: Directory,
+        reboots: u8,
+        track_resources: bool,
+    ) -> AgentHost {
+        AgentHost {
+            config,
+            directory,
+            reboots,
+            track_resources,
+            timeouts: true,
+        }
+    }
+
+    /// Leaves out the agent's timeouts, as if every message arrived in time: the host's own
+    /// events (a task's exit, an executor reconnecting, a reboot) still happen. Any path of
+    /// such a model is a path of the full one, so it finds liveness examples on shorter
+    /// searches.
+    #[must_use]
+    pub fn without_timeouts(mut self) -> AgentHost {
+        self.timeouts = false;
+        self
+    }
+
     /// Runs one input of the agent and everything it causes on the host, to the end.
     fn step(
         &self,
@@ -190,11 +248,16 @@ impl AgentHost {
                         }
                     }
                     Command::SetTimer { timer, duration } => {
-                        let end = duration.max.max(duration.min + Duration::from_millis(1));
-                        out.set_timer(HostTimer::Agent(timer), duration.min..end);
+                        if self.timeouts {
+                            let end = duration.max.max(duration.min + Duration::from_millis(1));
+                            out.set_timer(HostTimer::Agent(timer), duration.min..end);
+                        }
                     }
                     Command::CancelTimer(timer) => out.cancel_timer(HostTimer::Agent(timer)),
                     Command::Persist(record) => {
+                        if self.track_resources {
+                            record_applied(&mut state.storage.ghosts, &record);
+                        }
                         Agent::apply(&mut state.storage.durable, &record);
                         saved = true;
                     }
@@ -236,12 +299,16 @@ impl AgentHost {
                 framework,
                 executor,
                 task,
+                resources,
                 ..
             } => {
                 let Some(running) = executors.get_mut(&(framework, executor.clone())) else {
                     return false;
                 };
                 running.running.insert(task.clone());
+                if self.track_resources {
+                    start_task(&mut state.storage.ghosts, framework, &task, &resources);
+                }
                 events.push(AgentEvent::TaskStateReported {
                     framework,
                     executor: executor.clone(),
@@ -282,10 +349,33 @@ impl AgentHost {
             } => {
                 executors.remove(&(framework, executor));
             }
-            // This model has no resource operations.
-            AgentAction::CreateVolumeDirectory { .. }
-            | AgentAction::DeleteVolumeDirectory { .. } => {
-                return false;
+            AgentAction::CreateVolumeDirectory { role, volume } => {
+                if !self.track_resources {
+                    return false;
+                }
+                // `mkdir -p`: creating it again keeps its data.
+                state
+                    .storage
+                    .ghosts
+                    .volumes
+                    .entry((role, volume))
+                    .or_default();
+            }
+            AgentAction::DeleteVolumeDirectory { role, volume } => {
+                if !self.track_resources {
+                    return false;
+                }
+                let ghosts = &mut state.storage.ghosts;
+                let key = (role, volume);
+                if !ghosts.destroys.contains(&key) {
+                    ghosts.data_lost.get_or_insert_with(|| {
+                        format!(
+                            "volume {} of role {} deleted without a DestroyVolume",
+                            key.1, key.0
+                        )
+                    });
+                }
+                ghosts.volumes.remove(&key);
             }
         }
         true
@@ -312,6 +402,81 @@ impl AgentHost {
         self.execute(&mut state, outbox, out);
         out.save(state.storage.clone());
         state
+    }
+}
+
+/// A task starts: it reads each of its volumes and writes its own id to it. A volume whose
+/// directory is gone lost its data (R4); a task started twice breaks R5.
+fn start_task(
+    ghosts: &mut HostGhosts,
+    framework: FrameworkId,
+    task: &TaskId,
+    resources: &Resources,
+) {
+    let launches = ghosts
+        .launches
+        .entry((framework, task.clone()))
+        .or_default();
+    *launches += 1;
+    if *launches > 1 {
+        ghosts
+            .applied_twice
+            .get_or_insert_with(|| format!("task {task} of framework {framework} started twice"));
+    }
+    for (key, _) in resources.volumes() {
+        let (Some(role), Some(volume)) = (key.reservation.role(), &key.volume) else {
+            continue;
+        };
+        match ghosts.volumes.get_mut(&(role.clone(), volume.id.clone())) {
+            Some(data) => {
+                ghosts.reads.insert(task.clone(), data.clone());
+                data.push(task.clone());
+            }
+            None => {
+                ghosts.data_lost.get_or_insert_with(|| {
+                    format!(
+                        "task {task} mounts volume {} but its data is gone",
+                        volume.id
+                    )
+                });
+            }
+        }
+    }
+}
+
+/// Counts the applications of each resource operation (R5).
+fn record_applied(ghosts: &mut HostGhosts, record: &AgentRecord) {
+    if let AgentRecord::OperationApplied {
+        framework,
+        operation,
+        ..
+    } = record
+    {
+        let applied = ghosts
+            .applied
+            .entry((*framework, operation.clone()))
+            .or_default();
+        *applied += 1;
+        if *applied > 1 {
+            ghosts.applied_twice.get_or_insert_with(|| {
+                format!("operation {operation} of framework {framework} applied twice")
+            });
+        }
+    }
+}
+
+/// Notes the volumes that operations arriving at the host destroy: the only ones the agent
+/// may delete (R4).
+fn record_destroys(ghosts: &mut HostGhosts, apply: &ApplyOperations) {
+    for operation in apply.operations.iter() {
+        for (key, _) in operation.consumed.volumes() {
+            let still_there = operation.produced.keys().any(|kept| kept == key);
+            if let (false, Some(role), Some(volume)) =
+                (still_there, key.reservation.role(), &key.volume)
+            {
+                ghosts.destroys.insert((role.clone(), volume.id.clone()));
+            }
+        }
     }
 }
 
@@ -354,6 +519,11 @@ impl Actor for AgentHost {
     ) {
         let from = self.directory.address(src).clone();
         let mut next = state.as_ref().clone();
+        if self.track_resources
+            && let Message::ApplyOperations(apply) = &msg
+        {
+            record_destroys(&mut next.storage.ghosts, apply);
+        }
         let highest = next.agent.highest_term();
         let stale = command_term(&msg).is_some_and(|term| term < highest);
         let before = (next.agent.clone(), next.storage.clone());
@@ -529,11 +699,7 @@ pub fn agents_model(config: AgentsConfig) -> AgentsModel {
             resources: Resources::parse("cpus:1").expect("valid"),
             command: TaskCommand::new("true").expect("valid"),
         }]);
-    let host = AgentHost {
-        config: agent_config,
-        directory: directory.clone(),
-        reboots: config.reboots,
-    };
+    let host = AgentHost::new(agent_config, directory.clone(), config.reboots, false);
     ActorModel::new(config.clone(), AgentsHistory::default())
         .actor(Roles::Left(MachineActor::new(
             master_config,
