@@ -11,6 +11,7 @@ pub mod actor;
 pub mod agents;
 pub mod election;
 pub mod mixed;
+pub mod offers;
 
 pub use actor::{Directory, MachineActor, MachineState};
 pub use mixed::{Either, Roles};

@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release -p berth-model -- check election [--masters 3] [--crashes 1] [--terms 2] [--entries 1]
 //! cargo run --release -p berth-model -- check agents [--crashes 1] [--reboots 0] [--terms 2]
+//! cargo run --release -p berth-model -- check offers [--agents 2] [--frameworks 2] [--no-failover]
 //! cargo run --release -p berth-model -- simulate election --seed 7 --steps 100000
 //! cargo run --release -p berth-model -- explore election --address 127.0.0.1:3000
 //! ```
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use berth_model::agents::{AgentsConfig, agents_model};
 use berth_model::election::{ElectionConfig, election_model};
+use berth_model::offers::{OffersConfig, OffersMutation, offers_model};
 use berth_protocol::agent::AgentMutation;
 use berth_protocol::master::Mutation;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -37,11 +39,12 @@ enum Command {
         /// Search depth-first (bounded by --depth; light on memory) instead of breadth-first.
         #[arg(long)]
         dfs: bool,
-        /// The deepest path explored; 0 for no bound. The full space of the default election
-        /// model is far beyond ten million states, so the default stops at depth 12 (about 4
-        /// million states, a few minutes).
-        #[arg(long, default_value_t = 12)]
-        depth: usize,
+        /// The deepest path explored; 0 for no bound. The full spaces of the default models
+        /// are far beyond ten million states, so the default stops at depth 12 (election:
+        /// about 4 million states, a few minutes; agents: 262 thousand) or, for offers, 10
+        /// (about 700 thousand states, a minute).
+        #[arg(long)]
+        depth: Option<usize>,
         /// Worker threads.
         #[arg(long, default_value_t = 2)]
         threads: usize,
@@ -81,6 +84,9 @@ enum Which {
     /// A master, an agent with its executors and a framework: registration, failover
     /// re-registration, status updates, recovery.
     Agents,
+    /// A master, two agents and two frameworks: offers, reservations, a persistent volume,
+    /// scheduler failover, an unreachable agent (R1-R5, F1).
+    Offers,
 }
 
 /// The bounds of a model; unset ones take the model's defaults (or, for `simulate`, larger
@@ -102,9 +108,9 @@ struct Bounds {
     /// Applied entries after which a master compacts its log.
     #[arg(long)]
     snapshot_threshold: Option<u64>,
-    /// Let the network lose messages too (it always duplicates and reorders). Loss reaches no
-    /// actor state that duplication and reordering do not, so it is off by default; this
-    /// flag shows it.
+    /// Let the network lose messages too (the election and offers models' networks do not by
+    /// default: in the election model, loss reaches no actor state that duplication and
+    /// reordering do not).
     #[arg(long)]
     lossy: bool,
     /// A network that never loses a message (agents model; its default loses them).
@@ -113,6 +119,23 @@ struct Bounds {
     /// A network that delivers each message at most once (it still reorders).
     #[arg(long)]
     no_duplication: bool,
+    /// A network that may deliver a message more than once (offers model; its default does
+    /// not, though the protocol's own resends still duplicate launches and operations).
+    #[arg(long)]
+    duplicating: bool,
+    /// Agents (offers model: 1 or 2).
+    #[arg(long)]
+    agents: Option<usize>,
+    /// Frameworks (offers model: 1 or 2).
+    #[arg(long)]
+    frameworks: Option<usize>,
+    /// No standby scheduler (offers model).
+    #[arg(long)]
+    no_failover: bool,
+    /// Timeouts never fire: every message arrives in time (offers model). Every path found
+    /// is a path of the full model; the searches reach far deeper.
+    #[arg(long)]
+    no_timeouts: bool,
     /// The most messages in flight at once.
     #[arg(long)]
     in_flight: Option<usize>,
@@ -128,7 +151,7 @@ struct Bounds {
     /// Host reboots (agents model).
     #[arg(long)]
     reboots: Option<u8>,
-    /// A deliberately broken agent (agents model).
+    /// A deliberately broken agent (agents and offers models).
     #[arg(long, value_enum)]
     agent_mutation: Option<AgentMutationFlag>,
 }
@@ -146,6 +169,12 @@ enum AgentMutationFlag {
     FailWithoutDestroy,
     /// Commands of lower terms are obeyed (E3).
     ObeyLowerTerm,
+    /// A launch of a task that ended is run again (R5).
+    ForgetEndedTasks,
+    /// A resent resource operation is applied again (R5).
+    ReapplyOperations,
+    /// A task's volumes are deleted when it ends (R4).
+    DeleteVolumesWithTask,
 }
 
 impl From<AgentMutationFlag> for AgentMutation {
@@ -156,6 +185,9 @@ impl From<AgentMutationFlag> for AgentMutation {
             AgentMutationFlag::ForgetReconnectedTasks => AgentMutation::ForgetReconnectedTasks,
             AgentMutationFlag::FailWithoutDestroy => AgentMutation::FailWithoutDestroy,
             AgentMutationFlag::ObeyLowerTerm => AgentMutation::ObeyLowerTerm,
+            AgentMutationFlag::ForgetEndedTasks => AgentMutation::ForgetEndedTasks,
+            AgentMutationFlag::ReapplyOperations => AgentMutation::ReapplyOperations,
+            AgentMutationFlag::DeleteVolumesWithTask => AgentMutation::DeleteVolumesWithTask,
         }
     }
 }
@@ -171,6 +203,14 @@ enum MutationFlag {
     VoteWithoutLogCheck,
     /// Followers append without checking the entry before (E2, log matching).
     AppendWithoutPreviousCheck,
+    /// Outstanding offers are offered again (R1).
+    OfferOutstandingAgain,
+    /// Other roles' reservations are added to offers (R2).
+    OfferOtherRolesReservations,
+    /// Other roles' volumes are added to offers (R3).
+    OfferOtherRolesVolumes,
+    /// A new leader arms failover timers with no time left (F1).
+    FailoverTimerNotRearmed,
 }
 
 impl From<MutationFlag> for Mutation {
@@ -180,6 +220,10 @@ impl From<MutationFlag> for Mutation {
             MutationFlag::VoteTwicePerTerm => Mutation::VoteTwicePerTerm,
             MutationFlag::VoteWithoutLogCheck => Mutation::VoteWithoutLogCheck,
             MutationFlag::AppendWithoutPreviousCheck => Mutation::AppendWithoutPreviousCheck,
+            MutationFlag::OfferOutstandingAgain => Mutation::OfferOutstandingAgain,
+            MutationFlag::OfferOtherRolesReservations => Mutation::OfferOtherRolesReservations,
+            MutationFlag::OfferOtherRolesVolumes => Mutation::OfferOtherRolesVolumes,
+            MutationFlag::FailoverTimerNotRearmed => Mutation::FailoverTimerNotRearmed,
         }
     }
 }
@@ -194,6 +238,26 @@ impl Bounds {
             duplicating: base.duplicating && !self.no_duplication,
             in_flight_max: self.in_flight.unwrap_or(base.in_flight_max),
             mutation: self.agent_mutation.map(AgentMutation::from),
+        }
+    }
+
+    fn offers(&self, base: OffersConfig) -> OffersConfig {
+        let mutation = match (self.mutation, self.agent_mutation) {
+            (Some(master), _) => Some(OffersMutation::Master(master.into())),
+            (None, Some(agent)) => Some(OffersMutation::Agent(agent.into())),
+            (None, None) => None,
+        };
+        OffersConfig {
+            agents: self.agents.unwrap_or(base.agents).clamp(1, 2),
+            frameworks: self.frameworks.unwrap_or(base.frameworks).clamp(1, 2),
+            failover: base.failover && !self.no_failover,
+            crashes: self.crashes.unwrap_or(base.crashes),
+            terms_max: self.terms.unwrap_or(base.terms_max),
+            lossy: base.lossy || self.lossy,
+            duplicating: base.duplicating || self.duplicating,
+            in_flight_max: self.in_flight.unwrap_or(base.in_flight_max),
+            timeouts: base.timeouts && !self.no_timeouts,
+            mutation,
         }
     }
 
@@ -259,6 +323,7 @@ fn main() -> ExitCode {
             let config = bounds.agents(AgentsConfig::default());
             println!("model: agents; {config}");
             let seeded_bug = config.mutation.is_some();
+            let depth = depth.unwrap_or(12);
             check(agents_model(config), seeded_bug, dfs, depth, threads)
         }
         Command::Simulate {
@@ -298,6 +363,56 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Check {
+            model: Which::Offers,
+            bounds,
+            dfs,
+            depth,
+            threads,
+        } => {
+            let config = bounds.offers(OffersConfig::default());
+            println!("model: offers; {config}");
+            let seeded_bug = config.mutation.is_some();
+            let depth = depth.unwrap_or(10);
+            check(offers_model(config), seeded_bug, dfs, depth, threads)
+        }
+        Command::Simulate {
+            model: Which::Offers,
+            bounds,
+            seed,
+            steps,
+            depth,
+        } => {
+            let larger = OffersConfig {
+                crashes: 2,
+                terms_max: 4,
+                lossy: true,
+                duplicating: true,
+                in_flight_max: 8,
+                ..OffersConfig::default()
+            };
+            let config = bounds.offers(larger);
+            println!("model: offers; {config}");
+            println!("search: random walks, seed {seed}, {steps} states, depth <= {depth}");
+            let checker = offers_model(config)
+                .checker()
+                .target_state_count(steps)
+                .target_max_depth(depth)
+                .finish_when(stateright::HasDiscoveries::AnyFailures)
+                .spawn_simulation(seed, stateright::UniformChooser);
+            report(checker, Some(steps))
+        }
+        Command::Explore {
+            model: Which::Offers,
+            bounds,
+            address,
+        } => {
+            let config = bounds.offers(OffersConfig::default());
+            println!("model: offers; {config}");
+            println!("explorer: http://{address}");
+            offers_model(config).checker().serve(address.as_str());
+            ExitCode::SUCCESS
+        }
+        Command::Check {
             model: Which::Election,
             bounds,
             dfs,
@@ -307,6 +422,7 @@ fn main() -> ExitCode {
             let config = bounds.election(ElectionConfig::default());
             println!("model: election; {config}");
             let seeded_bug = config.mutation.is_some();
+            let depth = depth.unwrap_or(12);
             let mut checker = election_model(config).checker().threads(threads);
             if seeded_bug {
                 // Looking for the bug: stop at the first violation.
