@@ -6,11 +6,12 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = berth_node::cli::Cli::parse();
-    berth_node::logging::init(cli.log_format);
+    let log_format = cli.log_format;
+    berth_node::logging::init(log_format);
     match berth_node::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            berth_node::logging::report_fatal(log_format, &error);
             ExitCode::FAILURE
         }
     }
