@@ -1,9 +1,12 @@
 //! The command line: `berth master`, `berth agent`, `berth local`, `berth leader`,
 //! `berth state` and `berth resources` (and `berth executor`, which agents start).
 //!
-//! Every flag can also be given as a `BERTH_*` environment variable (shown in `--help`).
+//! Every flag can also be given as a `BERTH_*` environment variable (shown in `--help`), and
+//! those of `berth master`, `berth agent` and `berth local` in a configuration file
+//! ([`crate::config`]). [`parse_command_line`] reads all three.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,10 +22,11 @@ use berth_protocol::registry::AgentInfo;
 use berth_protocol::resources::{
     ContainerPath, Reservation, ResourceParseError, ResourceValue, Resources,
 };
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::agent::{AgentNode, AgentNodeConfig, ExecutorSettings, host};
 use crate::client::{ClusterState, LeaderReport, find_leader, query_state};
+use crate::config::{ConfigError, ConfigFile, config_file_named};
 use crate::driver::DriverConfig;
 use crate::executor::{ExecutorConfig, run_executor};
 use crate::local::{LocalOptions, run_local};
@@ -153,6 +157,11 @@ pub struct MasterArgs {
     #[arg(long, env = "BERTH_SECRET_FILE", value_name = "FILE")]
     pub secret_file: PathBuf,
 
+    /// A TOML file of settings for this command: its long flags without the dashes, e.g.
+    /// `data-dir = "/var/lib/berth"`. Flags and BERTH_* variables override it.
+    #[arg(long, env = "BERTH_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     /// Stop when the process with this id (the `berth local` that started this master)
     /// exits. Set by `berth local`.
     #[arg(long, env = "BERTH_PARENT_PID", value_name = "PID", hide = true)]
@@ -201,6 +210,11 @@ pub struct AgentArgs {
     /// A file holding the cluster secret shared by every node (at least 16 bytes; mode 600).
     #[arg(long, env = "BERTH_SECRET_FILE", value_name = "FILE")]
     pub secret_file: PathBuf,
+
+    /// A TOML file of settings for this command: its long flags without the dashes, e.g.
+    /// `data-dir = "/var/lib/berth"`. Flags and BERTH_* variables override it.
+    #[arg(long, env = "BERTH_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
 
     /// The host's boot id [default: /proc/sys/kernel/random/boot_id]. A different boot id
     /// than the checkpoint's means the host rebooted: earlier tasks are reported lost.
@@ -267,6 +281,11 @@ pub struct LocalArgs {
     /// check with its measured time and exits non-zero if any failed.
     #[arg(long)]
     pub demo: bool,
+
+    /// A TOML file of settings for this command: its long flags without the dashes, e.g.
+    /// `data-dir = "/var/lib/berth"`. Flags and BERTH_* variables override it.
+    #[arg(long, env = "BERTH_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// `berth reserve`, `berth unreserve`, `berth volume ...`.
@@ -629,6 +648,38 @@ fn parse_membership_size(text: &str) -> Result<usize, String> {
         Ok(count) if MEMBERSHIP_SIZES.contains(&count) => Ok(count),
         _ => Err(format!("a cluster has 1, 3 or 5 masters, not {text:?}")),
     }
+}
+
+/// Why a command line was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandLineError {
+    /// The flags or environment variables are wrong, or help or the version was asked for:
+    /// clap's own error, which knows how to print itself ([`clap::Error::exit`]).
+    #[error(transparent)]
+    Usage(clap::Error),
+    /// The configuration file is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// Parses `berth`'s command line `args` (the program's name first), with the configuration
+/// file it names if any: flags first, then `BERTH_*` variables, then the file, then the
+/// built-in defaults. See [`crate::config`].
+pub fn parse_command_line<I, T>(args: I) -> Result<Cli, CommandLineError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString>,
+{
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let mut command = Cli::command();
+    if let Some((name, path)) = config_file_named(&command, &args) {
+        command = ConfigFile::read(&path, &command, &name)?.apply(command);
+    }
+    let matches = command
+        .try_get_matches_from_mut(args)
+        .map_err(CommandLineError::Usage)?;
+    Cli::from_arg_matches(&matches)
+        .map_err(|error| CommandLineError::Usage(error.format(&mut command)))
 }
 
 /// Runs a parsed command line.

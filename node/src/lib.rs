@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod cli;
 pub mod client;
+pub mod config;
 pub mod driver;
 pub mod executor;
 pub mod local;

@@ -355,6 +355,13 @@ fn start_node(
         .process_group(0)
         // Should this process die without stopping them, they are killed.
         .kill_on_drop(true);
+    // Each node takes its settings from the flags above alone: a `BERTH_*` variable (or a
+    // `BERTH_CONFIG` file) meant for this command or for a standalone node must not reach it.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("BERTH_") {
+            command.env_remove(name);
+        }
+    }
     // The logs are files: no terminal colour codes in them.
     command.env("NO_COLOR", "1");
     if cluster.force_log_level || std::env::var_os("RUST_LOG").is_none() {

@@ -395,6 +395,58 @@ async fn a_failed_sync_stops_the_driver_before_the_send() {
     );
 }
 
+/// A full disk (`ENOSPC` on the write, after part of it reached the file) stops the driver
+/// with that error, naming the file; the send that depended on the record never happens, and
+/// the log holds exactly what was durable before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_stops_the_driver_before_the_send_and_changes_nothing() {
+    let directory = TestDirectory::new("full-disk");
+    let events = Events::default();
+    let file_system = Arc::new(FaultyFileSystem::new());
+    let (store, durable) = open(directory.path(), file_system.clone());
+    let running = Running::start(store, durable, false, &events);
+    running.deliver(ping(3)).await;
+    events.wait_for(Event::Sent(3)).await;
+    let log = directory.path().join("log-00000000000000000000");
+    let before = std::fs::read(&log).expect("read the log");
+
+    file_system.arm(Fault {
+        operation: Some(Operation::Write),
+        skip: 0,
+        timing: FaultTiming::After,
+        kind: io::ErrorKind::StorageFull,
+    });
+    running.deliver(ping(5)).await;
+    let result = tokio::time::timeout(PATIENCE, running.task)
+        .await
+        .expect("the driver stops by itself")
+        .expect("the driver does not panic");
+    let error = result.expect_err("a full disk is fatal");
+    match &error {
+        DriverError::Storage(StorageError::Io {
+            operation: Operation::Write,
+            path,
+            error,
+        }) => {
+            assert_eq!(path, &log);
+            assert_eq!(error.kind(), io::ErrorKind::StorageFull);
+        }
+        other => panic!("expected a failed write, got {other}"),
+    }
+    assert!(
+        error.to_string().contains(&log.display().to_string()),
+        "{error}"
+    );
+    assert_eq!(events.snapshot(), [Event::Sent(3)], "5 is never sent");
+    assert_eq!(
+        std::fs::read(&log).expect("read the log"),
+        before,
+        "cut back"
+    );
+    let (_, durable) = open(directory.path(), Arc::new(RealFileSystem));
+    assert_eq!(durable, 3, "the durable state is as before");
+}
+
 /// Setting a timer replaces the earlier setting and cancelling it removes it: neither the
 /// cancelled nor the replaced setting ever fires.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

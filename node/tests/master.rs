@@ -1,5 +1,6 @@
 //! Masters run in-process on 127.0.0.1 port 0: a cluster elects exactly one leader (E1), a
-//! lone master leads at once, and a restarted master keeps its persisted term and vote.
+//! lone master leads at once, and a restarted master keeps its persisted term and vote. A
+//! corrupt log stops a real `berth master` with an error naming it.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -275,4 +276,81 @@ async fn a_restarted_master_keeps_its_term_and_vote() {
         assert_eq!(after.term, before.term, "pre-vote: no term raised alone");
         assert_ne!(after.standing, Standing::Leader);
     }
+}
+
+/// A log damaged before its end (not the torn tail of a crash) stops `berth master` at
+/// startup with an error naming the log file and the offset; the data directory stays as it
+/// was, for an operator to restore.
+#[test]
+fn a_corrupt_log_stops_the_master_naming_the_file_and_changes_nothing() {
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+
+    let directory = TestDirectory::new("master-corrupt-log");
+    let data_dir = directory.path().join("data");
+    std::fs::create_dir_all(&data_dir).expect("create the data directory");
+    let (mut store, _) = Store::<MasterRecord, MasterDurable>::open(&data_dir, Master::apply)
+        .expect("open the store");
+    for term in 1..=3 {
+        let record = MasterRecord::HardState {
+            term: Term(term),
+            voted_for: Some(MasterId(1)),
+        };
+        store.append(&record).expect("append");
+    }
+    store.sync().expect("sync");
+    drop(store);
+    let log = data_dir.join("log-00000000000000000000");
+    let mut bytes = std::fs::read(&log).expect("read the log");
+    // The first record's payload: two intact records follow it.
+    bytes[berth_node::storage::RECORD_HEADER_LENGTH] ^= 0xff;
+    std::fs::write(&log, &bytes).expect("damage the log");
+    let secret = directory.path().join("secret");
+    ClusterSecret::generate()
+        .write_new_file(&secret)
+        .expect("write the secret file");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let address = listener.local_addr().expect("its address").to_string();
+    drop(listener);
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["master", "--id", "1", "--masters", &format!("1={address}")])
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .arg("--secret-file")
+        .arg(&secret)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start berth master");
+    let deadline = Instant::now() + PATIENCE;
+    while child.try_wait().expect("look at the master").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("a master with a corrupt log kept running");
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
+    let output = child.wait_with_output().expect("the master's output");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("log {} is corrupt at byte 0", log.display())),
+        "names the file and the offset: {stderr}"
+    );
+    assert_eq!(
+        std::fs::read(&log).expect("read the log"),
+        bytes,
+        "the log is unchanged"
+    );
+    let names: Vec<_> = std::fs::read_dir(&data_dir)
+        .expect("list the data directory")
+        .map(|entry| entry.expect("an entry").file_name())
+        .collect();
+    assert_eq!(
+        names,
+        ["log-00000000000000000000"],
+        "nothing else was written"
+    );
 }

@@ -35,8 +35,10 @@
 //! # Testing crash points
 //!
 //! All file operations go through the [`FileSystem`] trait. [`FaultyFileSystem`] fails a
-//! chosen operation before or after carrying it out, which is how the tests check that a crash
-//! or a full disk at any step leaves a directory that recovers correctly.
+//! chosen operation before or after carrying it out, or cuts the power right after it; it
+//! also keeps a model of the page cache, so that a crash can lose what was not yet synced
+//! ([`AfterCrash`]). That is how the tests check that a crash or a full disk at any step
+//! leaves a directory that recovers to the state before or after the step, never a mix.
 
 #![warn(missing_docs)]
 
@@ -49,7 +51,7 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-pub use fault::{Fault, FaultTiming, FaultyFileSystem};
+pub use fault::{AfterCrash, Fault, FaultTiming, FaultyFileSystem, UnsyncedData};
 pub use file_system::{FileSystem, Operation, RealFileSystem};
 pub use record_log::{RECORD_HEADER_LENGTH, RECORD_LENGTH_MAX, RecordLog};
 pub use store::{SNAPSHOT_MAGIC, Store};

@@ -147,3 +147,146 @@ async fn write_frame(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! What the reader does with each kind of bad frame after a good handshake: the
+    //! connection ends with the error that names it, and nothing after the last good frame
+    //! reaches the inbox. (`tests/transport.rs` checks the same over real sockets, where only
+    //! the closed connection is visible.)
+
+    use berth_protocol::bounded::Name;
+    use berth_protocol::frame::PROTOCOL_VERSION;
+    use berth_protocol::ids::Term;
+    use berth_protocol::message::Ping;
+
+    use super::*;
+    use crate::transport::{ClusterSecret, Network, NetworkConfig};
+
+    fn ping(sequence: u64) -> Message {
+        Message::Ping(Ping {
+            term: Term(1),
+            sequence,
+        })
+    }
+
+    fn frame(message: &Message) -> Vec<u8> {
+        encode_frame(message).expect("a small message frames")
+    }
+
+    /// Reads `bytes` as one connection from a peer would, and returns how the reader
+    /// ended and what reached the inbox.
+    async fn read(bytes: &[u8]) -> (Result<(), ConnectionError>, Vec<Message>) {
+        let config = NetworkConfig {
+            address: Address::new("reader").expect("an address"),
+            cluster: Name::new("test").expect("a name"),
+            secret: ClusterSecret::generate(),
+        };
+        let (network, mut inbox) = Network::new(config);
+        let peer = Address::new("peer").expect("an address");
+        let result = read_frames(&network.shared, bytes, &peer).await;
+        let mut delivered = Vec::new();
+        while let Ok((from, message)) = inbox.try_recv() {
+            assert_eq!(from, peer);
+            delivered.push(message);
+        }
+        network.shutdown().await;
+        (result, delivered)
+    }
+
+    /// A good frame, `bad`, then another good frame.
+    fn between_good_frames(bad: &[u8]) -> Vec<u8> {
+        let mut bytes = frame(&ping(1));
+        bytes.extend_from_slice(bad);
+        bytes.extend_from_slice(&frame(&ping(2)));
+        bytes
+    }
+
+    #[tokio::test]
+    async fn good_frames_are_delivered_in_order_until_a_clean_end() {
+        let mut bytes = frame(&ping(1));
+        bytes.extend_from_slice(&frame(&ping(2)));
+        let (result, delivered) = read(&bytes).await;
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(delivered, [ping(1), ping(2)]);
+    }
+
+    #[tokio::test]
+    async fn an_oversized_frame_ends_the_connection_before_its_body_is_read() {
+        let (result, delivered) = read(&between_good_frames(&[0xff; 4])).await;
+        match result {
+            Err(ConnectionError::Frame(FrameError::Oversized { length, max })) => {
+                assert_eq!(length, 0xffff_ffff);
+                assert_eq!(max, FRAME_LENGTH_MAX);
+            }
+            other => panic!("expected an oversized frame, got {other:?}"),
+        }
+        assert_eq!(delivered, [ping(1)], "nothing after the bad header");
+    }
+
+    #[tokio::test]
+    async fn a_body_that_is_no_message_ends_the_connection() {
+        let mut garbage = 10u32.to_be_bytes().to_vec();
+        garbage.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
+        garbage.extend_from_slice(&[0xff; 8]); // no such message variant
+        let (result, delivered) = read(&between_good_frames(&garbage)).await;
+        assert!(
+            matches!(
+                result,
+                Err(ConnectionError::Frame(FrameError::Malformed(_)))
+            ),
+            "{result:?}"
+        );
+        assert_eq!(delivered, [ping(1)]);
+    }
+
+    #[tokio::test]
+    async fn a_frame_of_another_version_ends_the_connection() {
+        let mut stale = frame(&ping(7));
+        let version = PROTOCOL_VERSION + 1;
+        stale[FRAME_HEADER_LENGTH..FRAME_HEADER_LENGTH + 2].copy_from_slice(&version.to_be_bytes());
+        let (result, delivered) = read(&between_good_frames(&stale)).await;
+        assert!(
+            matches!(
+                result,
+                Err(ConnectionError::Frame(FrameError::UnknownVersion { version: found })) if found == version
+            ),
+            "{result:?}"
+        );
+        assert_eq!(delivered, [ping(1)]);
+    }
+
+    #[tokio::test]
+    async fn bytes_after_the_message_inside_a_frame_end_the_connection() {
+        let mut padded = frame(&ping(7));
+        padded.push(0);
+        let length = u32::try_from(padded.len() - FRAME_HEADER_LENGTH).expect("small");
+        padded[..FRAME_HEADER_LENGTH].copy_from_slice(&length.to_be_bytes());
+        let (result, delivered) = read(&between_good_frames(&padded)).await;
+        assert!(
+            matches!(
+                result,
+                Err(ConnectionError::Frame(FrameError::TrailingBytes {
+                    count: 1
+                }))
+            ),
+            "{result:?}"
+        );
+        assert_eq!(delivered, [ping(1)]);
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_ends_inside_a_frame_is_an_error() {
+        let whole = frame(&ping(7));
+        for cut in [2, FRAME_HEADER_LENGTH + 1] {
+            let mut bytes = frame(&ping(1));
+            bytes.extend_from_slice(&whole[..cut]);
+            let (result, delivered) = read(&bytes).await;
+            assert!(
+                matches!(&result, Err(ConnectionError::Io(error)) if error.kind() == io::ErrorKind::UnexpectedEof),
+                "cut at {cut}: {result:?}"
+            );
+            assert_eq!(delivered, [ping(1)], "cut at {cut}");
+        }
+    }
+}
