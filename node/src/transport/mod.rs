@@ -86,9 +86,10 @@
 
 mod connection;
 mod handshake;
+pub(crate) mod routes;
 mod secret;
+pub(crate) mod sync;
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -98,6 +99,7 @@ use std::time::Duration;
 use berth_protocol::Address;
 use berth_protocol::bounded::Name;
 use berth_protocol::message::Message;
+use routes::{Queue, Refused, Routed, Routes};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -167,9 +169,8 @@ pub struct Network {
 struct Shared {
     config: NetworkConfig,
     inbox: mpsc::Sender<(Address, Message)>,
-    /// Queues of live connections (and dialers) by peer address, oldest first.
-    peers: Mutex<BTreeMap<Address, Vec<PeerQueue>>>,
-    next_connection: AtomicU64,
+    /// Queues of live connections (and dialers) by peer address.
+    routes: Routes<mpsc::Sender<Message>>,
     dropped: AtomicU64,
     /// `true` once the network shuts down.
     stopping: watch::Sender<bool>,
@@ -177,11 +178,13 @@ struct Shared {
     runtime: Handle,
 }
 
-/// The sending end of one connection's queue.
-#[derive(Debug)]
-struct PeerQueue {
-    connection: u64,
-    sender: mpsc::Sender<Message>,
+impl Queue<Message> for mpsc::Sender<Message> {
+    fn try_queue(&self, message: Message) -> Result<(), Refused<Message>> {
+        self.try_send(message).map_err(|error| match error {
+            mpsc::error::TrySendError::Full(_) => Refused::Full,
+            mpsc::error::TrySendError::Closed(message) => Refused::Closed(message),
+        })
+    }
 }
 
 impl Network {
@@ -195,8 +198,7 @@ impl Network {
         let shared = Shared {
             config,
             inbox,
-            peers: Mutex::new(BTreeMap::new()),
-            next_connection: AtomicU64::new(0),
+            routes: Routes::new(),
             dropped: AtomicU64::new(0),
             stopping: watch::Sender::new(false),
             tasks: Mutex::new(JoinSet::new()),
@@ -253,26 +255,18 @@ impl Network {
         if *self.shared.stopping.borrow() {
             return SendOutcome::ShutDown;
         }
-        let mut peers = self.shared.lock_peers();
-        let mut message = message;
-        if let Some(queues) = peers.get_mut(to) {
-            // Newest first: after a peer restarts, its new connection is the live one.
-            while let Some(queue) = queues.last() {
-                match queue.sender.try_send(message) {
-                    Ok(()) => return SendOutcome::Queued,
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        self.shared.count_dropped();
-                        tracing::debug!(address = %to, "queue full; dropping a message");
-                        return SendOutcome::QueueFull;
-                    }
-                    Err(mpsc::error::TrySendError::Closed(returned)) => {
-                        message = returned;
-                        queues.pop();
-                    }
-                }
+        let message = match self.shared.routes.route(to, message) {
+            Routed::Queued(connection) => {
+                tracing::trace!(address = %to, connection, "queued a message");
+                return SendOutcome::Queued;
             }
-            peers.remove(to);
-        }
+            Routed::Full => {
+                self.shared.count_dropped();
+                tracing::debug!(address = %to, "queue full; dropping a message");
+                return SendOutcome::QueueFull;
+            }
+            Routed::NoQueue(message) => message,
+        };
         let Ok(socket_address) = to.as_str().parse::<SocketAddr>() else {
             self.shared.count_dropped();
             tracing::debug!(address = %to, "no connection to this address; dropping a message");
@@ -283,12 +277,7 @@ impl Network {
             // A fresh queue has room; this cannot happen.
             self.shared.count_dropped();
         }
-        let connection = self.shared.next_connection.fetch_add(1, Ordering::Relaxed);
-        peers
-            .entry(to.clone())
-            .or_default()
-            .push(PeerQueue { connection, sender });
-        drop(peers);
+        let connection = self.shared.routes.register(to, sender);
         let shared = Arc::clone(&self.shared);
         let to = to.clone();
         self.shared.spawn(async move {
@@ -311,18 +300,13 @@ impl Network {
     /// the network has ended. Later sends return [`SendOutcome::ShutDown`].
     pub async fn shutdown(&self) {
         self.shared.stopping.send_replace(true);
-        self.shared.lock_peers().clear();
+        self.shared.routes.clear();
         let mut tasks = std::mem::take(&mut *self.shared.lock_tasks());
         while tasks.join_next().await.is_some() {}
     }
 }
 
 impl Shared {
-    fn lock_peers(&self) -> MutexGuard<'_, BTreeMap<Address, Vec<PeerQueue>>> {
-        // The map stays consistent even if a holder panicked: each change is one call.
-        self.peers.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     fn lock_tasks(&self) -> MutexGuard<'_, JoinSet<()>> {
         self.tasks.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -351,25 +335,6 @@ impl Shared {
             &self.runtime,
         );
     }
-
-    fn register(&self, peer: &Address, sender: mpsc::Sender<Message>) -> u64 {
-        let connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
-        self.lock_peers()
-            .entry(peer.clone())
-            .or_default()
-            .push(PeerQueue { connection, sender });
-        connection
-    }
-
-    fn unregister(&self, peer: &Address, connection: u64) {
-        let mut peers = self.lock_peers();
-        if let Some(queues) = peers.get_mut(peer) {
-            queues.retain(|queue| queue.connection != connection);
-            if queues.is_empty() {
-                peers.remove(peer);
-            }
-        }
-    }
 }
 
 /// Authenticates an inbound connection and carries its messages until it ends.
@@ -388,9 +353,9 @@ async fn accept(shared: &Shared, mut stream: TcpStream, socket_address: SocketAd
     };
     tracing::debug!(peer = %socket_address, address = %peer, "accepted a connection");
     let (sender, mut receiver) = mpsc::channel(PEER_QUEUE_LENGTH_MAX);
-    let connection = shared.register(&peer, sender);
+    let connection = shared.routes.register(&peer, sender);
     connection::run(shared, stream, socket_address, &peer, &mut receiver).await;
-    shared.unregister(&peer, connection);
+    shared.routes.unregister(&peer, connection);
 }
 
 /// Connects to `to` with backoff, then carries the messages of `queue` (and the peer's
@@ -416,7 +381,7 @@ async fn dial(
                 }
                 tracing::debug!(peer = %socket_address, address = %peer, "connected");
                 connection::run(shared, stream, socket_address, &peer, &mut queue).await;
-                shared.unregister(to, connection);
+                shared.routes.unregister(to, connection);
                 return;
             }
             Err(DialError::Handshake(error)) if attempt == 1 => {
@@ -437,7 +402,7 @@ async fn dial(
         attempts = DIAL_ATTEMPTS_MAX,
         "giving up connecting; its queued messages are dropped, the next send dials again"
     );
-    shared.unregister(to, connection);
+    shared.routes.unregister(to, connection);
     queue.close();
     while queue.try_recv().is_ok() {
         shared.count_dropped();
