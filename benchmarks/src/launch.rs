@@ -89,7 +89,7 @@ const AGENTS_PER_FRAMEWORK: u64 = 128;
 
 /// What a framework's scheduler did, as the benchmark sees it.
 #[derive(Debug)]
-enum Observation {
+pub(crate) enum Observation {
     Subscribed,
     Accepted(TaskId, Instant),
     State(TaskId, TaskState, Instant),
@@ -141,8 +141,8 @@ impl Host<Agent> for AgentHost {
 }
 
 /// The application side of a simulated framework.
-struct FrameworkHost {
-    observations: mpsc::UnboundedSender<Observation>,
+pub(crate) struct FrameworkHost {
+    pub(crate) observations: mpsc::UnboundedSender<Observation>,
 }
 
 impl Host<Scheduler> for FrameworkHost {
@@ -173,13 +173,13 @@ impl Host<Scheduler> for FrameworkHost {
 
 /// The cluster's name and secret, shared by every node of the benchmark.
 #[derive(Clone)]
-struct Credentials {
-    cluster: Name,
-    secret: ClusterSecret,
+pub(crate) struct Credentials {
+    pub(crate) cluster: Name,
+    pub(crate) secret: ClusterSecret,
 }
 
 impl Credentials {
-    fn network(&self, address: Address) -> NetworkConfig {
+    pub(crate) fn network(&self, address: Address) -> NetworkConfig {
         NetworkConfig {
             address,
             cluster: self.cluster.clone(),
@@ -599,7 +599,7 @@ fn summarize(options: &LaunchOptions, results: &[RunResult]) {
 
 /// Starts a lone `berth master` on a free loopback port; returns it once it accepts
 /// connections.
-async fn start_master(
+pub(crate) async fn start_master(
     berth: &Path,
     work: &Path,
     secret_file: &Path,

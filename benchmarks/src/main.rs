@@ -4,6 +4,7 @@
 mod cpu;
 mod launch;
 mod memory;
+mod recovery;
 mod sim;
 mod stats;
 
@@ -29,6 +30,10 @@ enum Benchmark {
     /// Resident memory of one leading master that knows many agents and their tasks
     /// (protocol state only, driven in this process).
     MasterMemory(memory::MemoryOptions),
+    /// Recovery of a `berth agent` with many running tasks after `kill -9`: real master,
+    /// agent, executors and tasks; until every executor reconnected and the agent
+    /// re-registered.
+    AgentRecovery(recovery::RecoveryOptions),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,6 +41,7 @@ fn main() -> anyhow::Result<()> {
     match arguments.command {
         Benchmark::Launch(options) => runtime()?.block_on(launch::run(&options)),
         Benchmark::MasterMemory(options) => memory::run(&options),
+        Benchmark::AgentRecovery(options) => runtime()?.block_on(recovery::run(&options)),
     }
 }
 

@@ -192,6 +192,20 @@ pub struct Registry {
     role_weights: BTreeMap<Role, Weight>,
 }
 
+/// The record one entry applied by [`Registry::apply_undoably`] replaced (`None`: there
+/// was none), so that [`Registry::undo`] can put it back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RegistryUndo {
+    /// The entry changes no record.
+    Nothing,
+    /// An agent's record before the entry.
+    Agent(AgentId, Option<AgentRecord>),
+    /// A framework's record before the entry.
+    Framework(FrameworkId, Option<FrameworkRecord>),
+    /// A role's weight before the entry.
+    RoleWeight(Role, Option<Weight>),
+}
+
 impl Registry {
     /// An empty registry.
     pub const fn new() -> Registry {
@@ -220,10 +234,100 @@ impl Registry {
     /// Whether `entry` would change this registry. The leader proposes only entries that do,
     /// so a repeated request (a retried `SetRoleWeight`, a duplicated message) adds nothing to
     /// the log.
+    ///
+    /// It looks up the one record `entry` concerns, without copying the registry: each case
+    /// is the condition under which [`apply`](Registry::apply) changes that record.
     pub fn would_change(&self, entry: &RegistryEntry) -> bool {
-        let mut copy = self.clone();
-        copy.apply(LogIndex(0), entry);
-        copy != *self
+        match entry {
+            RegistryEntry::Noop => false,
+            RegistryEntry::AgentAdmitted { agent, .. } => {
+                !self.agents.contains_key(agent) && self.agents.len() < REGISTRY_AGENTS_MAX
+            }
+            RegistryEntry::AgentUnreachable { agent } => self
+                .agents
+                .get(agent)
+                .is_some_and(|record| record.status == AgentStatus::Admitted),
+            RegistryEntry::AgentReadmitted { agent, address } => self
+                .agents
+                .get(agent)
+                .is_some_and(|record| match record.status {
+                    AgentStatus::Gone => false,
+                    AgentStatus::Admitted => record.address != *address,
+                    AgentStatus::Unreachable { .. } => true,
+                }),
+            RegistryEntry::AgentGone { agent } => self
+                .agents
+                .get(agent)
+                .is_some_and(|record| record.status != AgentStatus::Gone),
+            RegistryEntry::FrameworkRegistered { framework, .. } => {
+                !self.frameworks.contains_key(framework)
+                    && self.frameworks.len() < REGISTRY_FRAMEWORKS_MAX
+            }
+            RegistryEntry::FrameworkDisconnected { framework } => self
+                .frameworks
+                .get(framework)
+                .is_some_and(|record| record.disconnected_since.is_none()),
+            RegistryEntry::FrameworkReconnected { framework } => self
+                .frameworks
+                .get(framework)
+                .is_some_and(|record| record.disconnected_since.is_some()),
+            RegistryEntry::FrameworkRemoved { framework } => {
+                self.frameworks.contains_key(framework)
+            }
+            RegistryEntry::RoleWeightSet { role, weight } => match self.role_weights.get(role) {
+                Some(current) => current != weight,
+                None => self.role_weights.len() < REGISTRY_ROLES_MAX,
+            },
+        }
+    }
+
+    /// Applies `entry` at `index` like [`apply`](Registry::apply) and returns what puts the
+    /// registry back as it was: [`undo`](Registry::undo) it before applying anything else.
+    /// Lets the leader look at the registry as it will be once its log commits without
+    /// copying it: the few uncommitted entries are applied, read through, and undone.
+    pub fn apply_undoably(&mut self, index: LogIndex, entry: &RegistryEntry) -> RegistryUndo {
+        let undo = match entry {
+            RegistryEntry::Noop => RegistryUndo::Nothing,
+            RegistryEntry::AgentAdmitted { agent, .. }
+            | RegistryEntry::AgentUnreachable { agent }
+            | RegistryEntry::AgentReadmitted { agent, .. }
+            | RegistryEntry::AgentGone { agent } => {
+                RegistryUndo::Agent(*agent, self.agents.get(agent).cloned())
+            }
+            RegistryEntry::FrameworkRegistered { framework, .. }
+            | RegistryEntry::FrameworkDisconnected { framework }
+            | RegistryEntry::FrameworkReconnected { framework }
+            | RegistryEntry::FrameworkRemoved { framework } => {
+                RegistryUndo::Framework(*framework, self.frameworks.get(framework).cloned())
+            }
+            RegistryEntry::RoleWeightSet { role, .. } => {
+                RegistryUndo::RoleWeight(role.clone(), self.role_weights.get(role).copied())
+            }
+        };
+        self.apply(index, entry);
+        undo
+    }
+
+    /// Puts back the one record an [`apply_undoably`](Registry::apply_undoably) changed.
+    pub fn undo(&mut self, undo: RegistryUndo) {
+        fn restore<K: Ord, V>(map: &mut BTreeMap<K, V>, key: K, value: Option<V>) {
+            match value {
+                Some(value) => {
+                    map.insert(key, value);
+                }
+                None => {
+                    map.remove(&key);
+                }
+            }
+        }
+        match undo {
+            RegistryUndo::Nothing => {}
+            RegistryUndo::Agent(agent, record) => restore(&mut self.agents, agent, record),
+            RegistryUndo::Framework(framework, record) => {
+                restore(&mut self.frameworks, framework, record);
+            }
+            RegistryUndo::RoleWeight(role, weight) => restore(&mut self.role_weights, role, weight),
+        }
     }
 
     /// Folds one committed entry, at log position `index`, into the registry. Total: an entry
@@ -425,5 +529,93 @@ mod tests {
         assert!(registry.would_change(&entry));
         registry.apply(LogIndex(1), &entry);
         assert!(!registry.would_change(&entry));
+    }
+
+    /// Every kind of entry, about known and unknown agents, frameworks and roles.
+    fn every_kind_of_entry() -> alloc::vec::Vec<RegistryEntry> {
+        let framework = |sequence| FrameworkId(agent(sequence).0);
+        let info = FrameworkInfo {
+            name: Name::new("web").expect("valid"),
+            role: Role::new("web").expect("valid"),
+            principal: Principal::new("alice").expect("valid"),
+            failover_timeout: Duration::from_secs(60),
+        };
+        let mut entries = alloc::vec![RegistryEntry::Noop];
+        for sequence in 0..3 {
+            entries.extend([
+                admitted(sequence),
+                RegistryEntry::AgentUnreachable {
+                    agent: agent(sequence),
+                },
+                RegistryEntry::AgentReadmitted {
+                    agent: agent(sequence),
+                    address: Address::new("10.0.0.1:5051").expect("valid"),
+                },
+                RegistryEntry::AgentReadmitted {
+                    agent: agent(sequence),
+                    address: Address::new("10.0.0.2:5051").expect("valid"),
+                },
+                RegistryEntry::AgentGone {
+                    agent: agent(sequence),
+                },
+                RegistryEntry::FrameworkRegistered {
+                    framework: framework(sequence),
+                    info: info.clone(),
+                },
+                RegistryEntry::FrameworkDisconnected {
+                    framework: framework(sequence),
+                },
+                RegistryEntry::FrameworkReconnected {
+                    framework: framework(sequence),
+                },
+                RegistryEntry::FrameworkRemoved {
+                    framework: framework(sequence),
+                },
+            ]);
+        }
+        for weight in ["1", "2"] {
+            entries.push(RegistryEntry::RoleWeightSet {
+                role: Role::new("web").expect("valid"),
+                weight: weight.parse().expect("valid"),
+            });
+        }
+        entries
+    }
+
+    #[test]
+    fn would_change_agrees_with_applying_to_a_copy_and_undo_restores() {
+        let entries = every_kind_of_entry();
+        // Registries reached by every pair of entries from an empty one, and by a longer
+        // deterministic walk through the entries.
+        let mut registries = alloc::vec![Registry::new()];
+        for first in &entries {
+            for second in &entries {
+                let mut registry = Registry::new();
+                registry.apply(LogIndex(1), first);
+                registry.apply(LogIndex(2), second);
+                registries.push(registry);
+            }
+        }
+        let mut walk = Registry::new();
+        for step in 0..entries.len() * 7 {
+            walk.apply(LogIndex(step as u64), &entries[(step * 5) % entries.len()]);
+            registries.push(walk.clone());
+        }
+        for registry in &registries {
+            for entry in &entries {
+                let mut copy = registry.clone();
+                copy.apply(LogIndex(9), entry);
+                assert_eq!(
+                    registry.would_change(entry),
+                    copy != *registry,
+                    "{entry:?} on {registry:?}"
+                );
+                let mut undone = registry.clone();
+                let undo = undone.apply_undoably(LogIndex(9), entry);
+                assert_eq!(undone, copy, "applied undoably like apply");
+                undone.undo(undo);
+                assert_eq!(undone, *registry, "undo puts back {entry:?}");
+            }
+        }
     }
 }

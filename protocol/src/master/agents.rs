@@ -20,7 +20,7 @@
 //!   the task's framework; the framework's acknowledgement comes back to the agent through
 //!   the leader ([`frameworks`](super::frameworks)).
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 
 use super::{ElectionRole, Master, MasterTimer, Waiter};
@@ -210,16 +210,17 @@ impl Master {
         }
         // A retried registration (its answer was lost, or is waiting for the commit) finds
         // its admission in the log: same address, same info, still admitted.
-        let latest = self.latest_registry();
-        let existing = latest
-            .agents()
-            .iter()
-            .find(|(_, record)| {
-                record.status == AgentStatus::Admitted
-                    && record.address == register.address
-                    && record.info == register.info
-            })
-            .map(|(agent, _)| *agent);
+        let existing = self.with_latest_registry(|latest| {
+            latest
+                .agents()
+                .iter()
+                .find(|(_, record)| {
+                    record.status == AgentStatus::Admitted
+                        && record.address == register.address
+                        && record.info == register.info
+                })
+                .map(|(agent, _)| *agent)
+        });
         let term = self.term();
         let Some(directory) = self.directory_mut() else {
             return;
@@ -265,8 +266,18 @@ impl Master {
         }
         let term = self.term();
         let agent = reregister.agent;
-        let latest = self.latest_registry();
-        let Some(record) = latest.agents().get(&agent) else {
+        // The agent's record, and the frameworks of its tasks that are removed (their
+        // failover timeout ran out meanwhile).
+        let (record, removed_frameworks) = self.with_latest_registry(|latest| {
+            let removed: BTreeSet<FrameworkId> = reregister
+                .tasks
+                .iter()
+                .map(|report| report.framework)
+                .filter(|framework| !latest.frameworks().contains_key(framework))
+                .collect();
+            (latest.agents().get(&agent).cloned(), removed)
+        });
+        let Some(record) = record else {
             // Not an agent of this cluster: nothing to rebuild, nothing to promise.
             return;
         };
@@ -310,7 +321,7 @@ impl Master {
             .collect();
         // Tasks of frameworks removed meanwhile (their failover timeout ran out) are killed.
         for ((framework, task), view) in &tasks {
-            if !view.state.is_terminal() && !latest.frameworks().contains_key(framework) {
+            if !view.state.is_terminal() && removed_frameworks.contains(framework) {
                 out.send(
                     from.clone(),
                     Message::KillTask(crate::message::KillTask {
@@ -468,11 +479,16 @@ impl Master {
                 );
             }
         }
-        let latest = self.latest_registry();
+        let unreachable: Vec<RegistryEntry> = self.with_latest_registry(|latest| {
+            silent
+                .into_iter()
+                .map(|agent| RegistryEntry::AgentUnreachable { agent })
+                .filter(|entry| latest.would_change(entry))
+                .collect()
+        });
         let mut appended = false;
-        for agent in silent {
-            let entry = RegistryEntry::AgentUnreachable { agent };
-            if latest.would_change(&entry) {
+        for entry in unreachable {
+            if let RegistryEntry::AgentUnreachable { agent } = entry {
                 out.note(Note::AgentUnreachable { agent });
                 appended |= self.append(entry, out).is_some();
             }

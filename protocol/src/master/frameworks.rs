@@ -169,14 +169,34 @@ impl Master {
             refuse(SubscriptionRefusal::Unauthorized, out);
             return;
         }
-        let latest = self.latest_registry();
+        // What the registry (log included) says: for a resubscription, whether the framework
+        // is known with this role and principal, and whether it is disconnected; for a new
+        // subscription, the frameworks registered with exactly this information.
+        let (known, matching) = self.with_latest_registry(|latest| match subscribe.framework {
+            Some(framework) => {
+                let known = latest
+                    .frameworks()
+                    .get(&framework)
+                    .filter(|record| {
+                        record.info.role == subscribe.info.role
+                            && record.info.principal == subscribe.info.principal
+                    })
+                    .map(|record| record.disconnected_since.is_some());
+                (known, BTreeSet::new())
+            }
+            None => {
+                let matching: BTreeSet<FrameworkId> = latest
+                    .frameworks()
+                    .iter()
+                    .filter(|(_, record)| record.info == subscribe.info)
+                    .map(|(framework, _)| *framework)
+                    .collect();
+                (None, matching)
+            }
+        });
         let (framework, entry) = match subscribe.framework {
             Some(framework) => {
-                let known = latest.frameworks().get(&framework).filter(|record| {
-                    record.info.role == subscribe.info.role
-                        && record.info.principal == subscribe.info.principal
-                });
-                let Some(record) = known else {
+                let Some(disconnected) = known else {
                     out.note(Note::UnknownFramework {
                         peer: from.clone(),
                         framework,
@@ -184,9 +204,8 @@ impl Master {
                     refuse(SubscriptionRefusal::UnknownFramework, out);
                     return;
                 };
-                let entry = record
-                    .disconnected_since
-                    .map(|_| RegistryEntry::FrameworkReconnected { framework });
+                let entry =
+                    disconnected.then_some(RegistryEntry::FrameworkReconnected { framework });
                 (framework, entry)
             }
             None => {
@@ -198,11 +217,7 @@ impl Master {
                     .frameworks
                     .iter()
                     .find(|(framework, view)| {
-                        view.scheduler == *from
-                            && latest
-                                .frameworks()
-                                .get(framework)
-                                .is_some_and(|record| record.info == subscribe.info)
+                        view.scheduler == *from && matching.contains(framework)
                     })
                     .map(|(framework, _)| *framework);
                 match retried {
@@ -1261,7 +1276,17 @@ impl Master {
         if silent.is_empty() {
             return;
         }
-        let latest = self.latest_registry();
+        let disconnected: BTreeSet<FrameworkId> = self.with_latest_registry(|latest| {
+            silent
+                .iter()
+                .copied()
+                .filter(|framework| {
+                    latest.would_change(&RegistryEntry::FrameworkDisconnected {
+                        framework: *framework,
+                    })
+                })
+                .collect()
+        });
         let mut appended = false;
         for framework in silent {
             if let Some(directory) = self.frameworks_mut() {
@@ -1272,7 +1297,7 @@ impl Master {
                     .retain(|_, offer| offer.framework != framework);
             }
             let entry = RegistryEntry::FrameworkDisconnected { framework };
-            if latest.would_change(&entry) {
+            if disconnected.contains(&framework) {
                 out.note(Note::FrameworkDisconnected { framework });
                 appended |= self.append(entry, out).is_some();
             }
@@ -1344,7 +1369,7 @@ impl Master {
             .get(&framework)
             .is_some_and(|record| record.disconnected_since.is_some());
         let entry = RegistryEntry::FrameworkRemoved { framework };
-        if still_disconnected && self.latest_registry().would_change(&entry) {
+        if still_disconnected && self.with_latest_registry(|latest| latest.would_change(&entry)) {
             out.note(Note::FrameworkRemoved { framework });
             if self.append(entry, out).is_some() {
                 self.replicate_all(out);

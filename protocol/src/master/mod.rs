@@ -603,15 +603,37 @@ impl Master {
         self.propose(Some(entry), waiter, out);
     }
 
-    /// The registry as it will be once everything in the log commits.
-    fn latest_registry(&self) -> Registry {
+    /// The registry as it will be once everything in the log commits: borrowed when the
+    /// whole log is committed (always, for a lone master), else a copy. For rare steps (a new
+    /// leader, a subscription); hot paths use [`Master::with_latest_registry`].
+    fn latest_registry(&self) -> alloc::borrow::Cow<'_, Registry> {
+        if self.commit_index >= self.log().last_index() {
+            return alloc::borrow::Cow::Borrowed(&self.registry);
+        }
         let mut latest = self.registry.clone();
         for index in self.commit_index.0 + 1..=self.log().last_index().0 {
             if let Some(logged) = self.log().entry_at(LogIndex(index)) {
                 latest.apply(LogIndex(index), &logged.entry);
             }
         }
-        latest
+        alloc::borrow::Cow::Owned(latest)
+    }
+
+    /// Calls `read` with the registry as it will be once everything in the log commits,
+    /// without copying it: the uncommitted entries (a few) are applied to the registry in
+    /// place and undone after `read`, which leaves the registry exactly as it was.
+    fn with_latest_registry<T>(&mut self, read: impl FnOnce(&Registry) -> T) -> T {
+        let mut undos = Vec::new();
+        for index in self.commit_index.0 + 1..=self.durable.log.last_index().0 {
+            if let Some(logged) = self.durable.log.entry_at(LogIndex(index)) {
+                undos.push(self.registry.apply_undoably(LogIndex(index), &logged.entry));
+            }
+        }
+        let value = read(&self.registry);
+        for undo in undos.into_iter().rev() {
+            self.registry.undo(undo);
+        }
+        value
     }
 
     /// Leader: proposes `entry` (if any) and answers `waiter` once the log commits up to it.
@@ -620,7 +642,8 @@ impl Master {
     /// nothing to the log.
     fn propose(&mut self, entry: Option<RegistryEntry>, waiter: Waiter, out: &mut Outbox<Master>) {
         debug_assert!(self.is_leader(), "only a leader proposes");
-        let entry = entry.filter(|entry| self.latest_registry().would_change(entry));
+        let entry =
+            entry.filter(|entry| self.with_latest_registry(|latest| latest.would_change(entry)));
         let index = match entry {
             Some(entry) => match self.append(entry, out) {
                 Some(index) => index,
@@ -868,7 +891,9 @@ impl Machine for Master {
                 );
             }
             Message::MarkAgentGone(MarkAgentGone { request, agent }) => {
-                if self.is_leader() && !self.latest_registry().agents().contains_key(&agent) {
+                if self.is_leader()
+                    && !self.with_latest_registry(|latest| latest.agents().contains_key(&agent))
+                {
                     // Not an agent of this cluster: refused, nothing proposed.
                     out.note(Note::UnknownAgent {
                         peer: from.clone(),
