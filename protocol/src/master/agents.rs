@@ -332,7 +332,44 @@ impl Master {
                 );
             }
         }
+        let mut tasks = tasks;
         if let Some(directory) = self.directory_mut() {
+            // A launch this leader sent that the agent does not report never reached it
+            // (the agent ran it, or refused it, if it had): it is staging again, and resent
+            // every ping round until the agent reports it. Dropping it would leave the task
+            // UNREACHABLE at its framework for good.
+            if let Some(previous) = directory.agents.get(&agent) {
+                for (key, task) in &previous.tasks {
+                    if task.launch.is_some()
+                        && matches!(task.state, TaskState::Staging | TaskState::Unreachable)
+                        && !tasks.contains_key(key)
+                    {
+                        let mut relaunched = task.clone();
+                        relaunched.state = TaskState::Staging;
+                        tasks.insert(key.clone(), relaunched);
+                    }
+                }
+            }
+            // The frameworks of an unreachable agent's tasks were told UNREACHABLE: once the
+            // readmission commits they are told the state each task resumes in, even those
+            // that acknowledged UNREACHABLE already (`agent_tasks_resume`).
+            if matches!(record.status, AgentStatus::Unreachable { .. }) {
+                for (key, task) in &tasks {
+                    if !task.state.is_terminal()
+                        && !directory.generated.contains_key(key)
+                        && directory.generated.len() < GENERATED_UPDATES_MAX
+                    {
+                        directory.generated.insert(
+                            key.clone(),
+                            GeneratedUpdate {
+                                agent: Some(agent),
+                                state: TaskState::Unreachable,
+                                reason: Some(TaskStatusReason::AgentUnreachable),
+                            },
+                        );
+                    }
+                }
+            }
             directory.agents.insert(
                 agent,
                 AgentView {

@@ -549,6 +549,120 @@ fn an_unreachable_agent_that_returns_is_readmitted_before_it_is_answered() {
     assert_eq!(directory.generated()[&key].state, TaskState::Running);
 }
 
+/// Ping rounds until the agent (which never answers) is proposed unreachable; the
+/// scheduler answers every ping, so it stays connected.
+fn until_agent_unreachable(master: &mut Master) {
+    for _ in 0..=MAX_MISSED_PINGS_DEFAULT {
+        let commands = fire(master, MasterTimer::AgentPing);
+        deliver(
+            master,
+            &scheduler_address(),
+            Message::Pong(Pong {
+                term: Term(1),
+                sequence: 0,
+            }),
+        );
+        if appended(&commands).contains(&RegistryEntry::AgentUnreachable { agent: agent_id(1) }) {
+            return;
+        }
+    }
+    panic!("the agent was never marked unreachable");
+}
+
+fn master_statuses(commands: &Commands) -> Vec<TaskState> {
+    sent_to(commands, &scheduler_address())
+        .into_iter()
+        .filter_map(|message| match message {
+            Message::TaskStatus(status) if status.source == StatusSource::Master => {
+                Some(status.state)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Regression (found by the network-namespace fault tests): once a framework acknowledged
+/// UNREACHABLE, the agent's return told it nothing, and the task stayed UNREACHABLE there
+/// while it ran.
+#[test]
+fn a_framework_that_acknowledged_unreachable_hears_running_when_the_agent_returns() {
+    let (mut master, offer) = leader_with_offer();
+    deliver(
+        &mut master,
+        &scheduler_address(),
+        launch(offer.offer, "t1", "cpus:1"),
+    );
+    deliver(
+        &mut master,
+        &agent_address(),
+        status_update(agent_id(1), TaskState::Running, 0),
+    );
+    until_agent_unreachable(&mut master);
+    let key = (framework(), task());
+    deliver(
+        &mut master,
+        &scheduler_address(),
+        Message::Acknowledge(Acknowledge {
+            framework: framework(),
+            task: task(),
+            agent: Some(agent_id(1)),
+            state: TaskState::Unreachable,
+            source: StatusSource::Master,
+        }),
+    );
+    let directory = master.agent_directory().expect("leads");
+    assert!(!directory.generated().contains_key(&key), "acknowledged");
+
+    let commands = deliver(
+        &mut master,
+        &agent_address(),
+        reregister(agent_id(1), TaskState::Running),
+    );
+    assert_eq!(master_statuses(&commands), [TaskState::Running]);
+    let directory = master.agent_directory().expect("leads");
+    assert_eq!(directory.generated()[&key].state, TaskState::Running);
+}
+
+/// Regression (found by the network-namespace fault tests): a launch the agent never
+/// received before it became unreachable was forgotten when the agent returned without it,
+/// leaving the task UNREACHABLE (or UNKNOWN to reconciliation) for good. It is staging again
+/// and resent until the agent reports it.
+#[test]
+fn a_launch_lost_to_an_unreachable_agent_is_resent_when_the_agent_returns() {
+    let (mut master, offer) = leader_with_offer();
+    let commands = deliver(
+        &mut master,
+        &scheduler_address(),
+        launch(offer.offer, "t1", "cpus:1"),
+    );
+    assert!(matches!(
+        &sent_to(&commands, &agent_address())[..],
+        [Message::RunTask(_)]
+    ));
+    until_agent_unreachable(&mut master);
+    let returning = Message::ReregisterAgent(Box::new(ReregisterAgent {
+        agent: agent_id(1),
+        address: agent_address(),
+        info: info(),
+        boot_id: BootId::new("boot-1").expect("valid"),
+        highest_term: Term(1),
+        tasks: BoundedVec::new(),
+        unacknowledged: BoundedVec::new(),
+    }));
+    let commands = deliver(&mut master, &agent_address(), returning);
+    assert_eq!(master_statuses(&commands), [TaskState::Staging]);
+    let key = (framework(), task());
+    let view = &master.agent_directory().expect("leads").agents()[&agent_id(1)];
+    assert_eq!(view.tasks[&key].state, TaskState::Staging);
+    let commands = fire(&mut master, MasterTimer::AgentPing);
+    assert!(
+        sent_to(&commands, &agent_address())
+            .iter()
+            .any(|message| matches!(message, Message::RunTask(run) if run.task == task())),
+        "the launch is resent"
+    );
+}
+
 #[test]
 fn a_new_leader_calls_every_agent_in_its_registry() {
     let registered = RegistryEntry::FrameworkRegistered {
