@@ -6,6 +6,7 @@
 //! capacity than the elements it has actually read.
 
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 use core::marker::PhantomData;
@@ -23,9 +24,12 @@ pub const NAME_LENGTH_MAX: usize = 64;
 /// 1 to [`NAME_LENGTH_MAX`] bytes of ASCII letters, digits and `-`, `_`, `.`, `/`; it does not
 /// start with `-`, `.` or `/`. The restricted alphabet keeps names safe inside resource
 /// strings (`cpus(ops):2`), file paths (`volumes/<role>/<id>`) and logs.
+///
+/// A name is shared, not copied: it is 16 bytes however long, and cloning one (as every
+/// resource key, task id and role in a large cluster's state does) only counts a reference.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct Name(heapless::String<NAME_LENGTH_MAX>);
+pub struct Name(Arc<str>);
 
 impl Name {
     /// Parses a name, saying what is wrong with it if it is not one.
@@ -45,16 +49,12 @@ impl Name {
         if text.starts_with(['-', '.', '/']) {
             return Err(NameError::InvalidStart);
         }
-        let mut name = heapless::String::new();
-        // Cannot fail: the length was checked above.
-        let pushed = name.push_str(text);
-        debug_assert!(pushed.is_ok(), "length checked against the capacity");
-        Ok(Name(name))
+        Ok(Name(Arc::from(text)))
     }
 
     /// The name as text.
     pub fn as_str(&self) -> &str {
-        self.0.as_str()
+        &self.0
     }
 }
 
