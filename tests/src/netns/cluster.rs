@@ -664,6 +664,38 @@ impl Cluster {
     }
 }
 
+impl Drop for Cluster {
+    /// A failing test keeps every log (nodes, frameworks, operator commands) where the
+    /// message says, before the test's directory is removed.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let kept = std::env::temp_dir().join(format!(
+            "berth-faults-logs-{}",
+            self.directory
+                .path()
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        ));
+        if fs::create_dir_all(&kept).is_err() {
+            return;
+        }
+        for entry in fs::read_dir(self.directory.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let path = entry.path();
+            if path.extension().is_some_and(|extension| extension == "log") {
+                let _ = fs::copy(&path, kept.join(entry.file_name()));
+            }
+        }
+        eprintln!("the cluster's logs are kept in {}", kept.display());
+    }
+}
+
 /// The leader every master of `among` names in the same term, if they all answered and
 /// agree, and the leader itself is one of them.
 pub fn agreed_leader(state: &Value, among: &[String]) -> Option<(String, u64)> {

@@ -485,7 +485,13 @@ impl Fabric {
 impl Drop for Fabric {
     fn drop(&mut self) {
         for host in &self.hosts {
-            kill_namespace_processes(&host.namespace);
+            if !kill_namespace_processes(&host.namespace) {
+                eprintln!(
+                    "processes in {} survived SIGKILL for {TEARDOWN_PATIENCE:?}: {:?}",
+                    host.namespace,
+                    namespace_processes(&host.namespace)
+                );
+            }
         }
         for host in &self.hosts {
             let _ = run(Command::new("ip").args(["netns", "del", &host.namespace]));

@@ -295,8 +295,7 @@ impl FrameworkProcess {
     pub fn kill_hard(&mut self) {
         self.stdin = None;
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+            super::process::kill_and_reap(&mut child, &self.name);
         }
         self.poll();
     }

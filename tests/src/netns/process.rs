@@ -41,6 +41,29 @@ pub fn is_running(pid: u32) -> bool {
     berth_node::process::process_is_running(pid)
 }
 
+/// How long a killed process may take to be reaped before the harness gives up on it.
+const REAP_PATIENCE: Duration = Duration::from_secs(10);
+
+/// SIGKILLs `child` and reaps it, waiting at most [`REAP_PATIENCE`] (a process stuck in
+/// the kernel is left behind, said so, rather than hanging the test).
+pub fn kill_and_reap(child: &mut Child, name: &str) -> Option<ExitStatus> {
+    let _ = child.kill();
+    let deadline = Instant::now() + REAP_PATIENCE;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            Ok(None) | Err(_) => {
+                eprintln!(
+                    "{name} (pid {}) was not reaped {REAP_PATIENCE:?} after SIGKILL",
+                    child.id()
+                );
+                return None;
+            }
+        }
+    }
+}
+
 /// What a node process is doing, as the harness left it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProcessState {
@@ -175,8 +198,7 @@ impl NodeProcess {
     /// `kill -9` and reap.
     pub fn kill_hard(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            self.last_exit = child.wait().ok();
+            self.last_exit = kill_and_reap(&mut child, &self.name);
         }
         self.paused = false;
     }
