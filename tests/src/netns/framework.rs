@@ -383,15 +383,17 @@ impl SteadyLoad {
         &self.launched
     }
 
-    /// How many launched tasks have not ended, as the framework knows.
+    /// How many launched tasks are on their way or running, as the framework knows: not
+    /// ended, and not out of its sight (UNREACHABLE, UNKNOWN), so that tasks it lost track
+    /// of do not stall the load.
     pub fn in_flight(&self, framework: &FrameworkProcess) -> usize {
         self.launched
             .iter()
             .filter(|task| {
-                !framework
-                    .history
-                    .latest(task)
-                    .is_some_and(|event| super::invariants::is_terminal(&event.state))
+                !framework.history.latest(task).is_some_and(|event| {
+                    super::invariants::is_terminal(&event.state)
+                        || matches!(event.state.as_str(), "TASK_UNREACHABLE" | "TASK_UNKNOWN")
+                })
             })
             .count()
     }

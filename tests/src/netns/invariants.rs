@@ -198,23 +198,67 @@ impl TaskHistory {
     /// # Errors
     /// The task and its statuses.
     pub fn check_order(&self) -> Result<(), String> {
+        match self.order_violations(false).into_iter().next() {
+            Some((_, violation)) => Err(violation),
+            None => Ok(()),
+        }
+    }
+
+    /// Like [`check_order`](Self::check_order), but an agent's update older than a state the
+    /// framework learned by reconciliation is not a violation (a known protocol bug, see
+    /// RELIABILITY.md): returns the tasks it happened to.
+    ///
+    /// # Errors
+    /// Any other violation.
+    pub fn check_order_but_stale_after_reconciliation(&self) -> Result<Vec<String>, String> {
+        if let Some((_, violation)) = self.order_violations(true).into_iter().next() {
+            return Err(violation);
+        }
+        Ok(self
+            .order_violations(false)
+            .into_iter()
+            .map(|(task, _)| task)
+            .collect())
+    }
+
+    /// Every task whose updates break A2, with what is wrong.
+    fn order_violations(&self, tolerate_stale_after_reconciliation: bool) -> Vec<(String, String)> {
+        let mut violations = Vec::new();
         for (task, events) in &self.tasks {
             let states: Vec<&str> = events.iter().map(|event| event.state.as_str()).collect();
             if let Some(terminal) = states.iter().position(|state| is_terminal(state))
                 && terminal + 1 < states.len()
             {
-                return Err(format!(
-                    "A2 violated: task {task} has updates after its terminal one: {states:?}"
+                violations.push((
+                    task.clone(),
+                    format!(
+                        "A2 violated: task {task} has updates after its terminal one: {states:?}"
+                    ),
                 ));
+                continue;
             }
-            let stages: Vec<u8> = states.iter().filter_map(|state| stage(state)).collect();
-            if stages.windows(2).any(|pair| pair[1] < pair[0]) {
-                return Err(format!(
-                    "A2 violated: task {task}'s updates go back: {states:?}"
-                ));
+            // The highest stage so far, and whether reconciliation told it.
+            let mut highest: Option<(u8, bool)> = None;
+            for event in events {
+                let Some(current) = stage(&event.state) else {
+                    continue;
+                };
+                let reconciled = event.reason.as_deref() == Some("Reconciliation");
+                match highest {
+                    Some((top, top_reconciled)) if current < top => {
+                        if !(tolerate_stale_after_reconciliation && top_reconciled) {
+                            violations.push((
+                                task.clone(),
+                                format!("A2 violated: task {task}'s updates go back: {states:?}"),
+                            ));
+                            break;
+                        }
+                    }
+                    _ => highest = Some((current, reconciled)),
+                }
             }
         }
-        Ok(())
+        violations
     }
 }
 
@@ -306,5 +350,25 @@ mod tests {
         backwards.record("u", event("TASK_RUNNING"));
         backwards.record("u", event("TASK_STARTING"));
         assert!(backwards.check_order().is_err());
+        assert!(
+            backwards
+                .check_order_but_stale_after_reconciliation()
+                .is_err()
+        );
+        let mut stale = TaskHistory::default();
+        stale.record(
+            "v",
+            StatusEvent {
+                reason: Some("Reconciliation".to_string()),
+                ..event("TASK_RUNNING")
+            },
+        );
+        stale.record("v", event("TASK_STARTING"));
+        stale.record("v", event("TASK_RUNNING"));
+        assert!(stale.check_order().is_err());
+        assert_eq!(
+            stale.check_order_but_stale_after_reconciliation(),
+            Ok(vec!["v".to_string()])
+        );
     }
 }
