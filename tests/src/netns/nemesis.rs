@@ -1,10 +1,10 @@
 //! A random nemesis: a seeded sequence of the faults the harness can inject, each healed
 //! after a random while, at most [`ACTIVE_FAULTS_MAX`] at a time.
 //!
-//! The seed decides every choice (which fault, on which node, for how long, when), so a
-//! failing run is replayed with `BERTH_NEMESIS_SEED`; the timing of the processes is not
-//! deterministic, so a replay is the same sequence of faults, not the same interleaving.
-//! [`Nemesis::journal`] lists what was done and when.
+//! The seed decides every random draw (which fault, on which node, for how long, when); a
+//! failing run is replayed with `BERTH_NEMESIS_SEED`. The nemesis also aims at the leader
+//! it last saw and heals on a clock, so a replay injects a similar sequence, not the same
+//! one, and never the same interleaving. [`Nemesis::journal`] lists what was done and when.
 
 use std::fmt;
 use std::time::{Duration, Instant};
