@@ -605,3 +605,5 @@ impl MasterCluster {
             .join("\n")
     }
 }
+
+pub mod netns;

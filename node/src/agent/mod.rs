@@ -47,6 +47,8 @@
 
 mod executors;
 pub mod host;
+#[cfg(feature = "mutations")]
+pub mod mutation;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -252,6 +254,13 @@ pub enum AgentError {
     /// The driver stopped: storage failed (fatal, never retried).
     #[error(transparent)]
     Driver(DriverError),
+    /// `BERTH_AGENT_MUTATION` names no seeded bug (`mutations` feature only).
+    #[cfg(feature = "mutations")]
+    #[error("BERTH_AGENT_MUTATION={name:?} names no agent mutation")]
+    UnknownMutation {
+        /// The name given.
+        name: String,
+    },
 }
 
 /// An agent whose checkpoint is loaded, whose machine has booted and whose work directory is
@@ -272,6 +281,11 @@ impl AgentNode {
     /// machine. Does no network I/O. A damaged or refused checkpoint is an error that names
     /// it, and changes nothing on disk.
     pub fn open(config: AgentNodeConfig) -> Result<AgentNode, AgentError> {
+        #[cfg(feature = "mutations")]
+        let config = AgentNodeConfig {
+            agent: mutation::from_environment(config.agent)?,
+            ..config
+        };
         let work_dir = WorkDir::new(&config.work_dir);
         work_dir.create()?;
         // Absolute, so that executors (started with this path) and messages do not depend on
