@@ -665,6 +665,15 @@ impl Scheduler {
         if known.state == status.state || known.state.is_terminal() {
             return; // Nothing new, or after the end (A2).
         }
+        if matches!(status.source, StatusSource::Agent(_))
+            && lifecycle_step(status.state)
+                .zip(lifecycle_step(known.state))
+                .is_some_and(|(update, known)| update < known)
+        {
+            // An older update the agent resends after a reconciliation answer told the
+            // newer state: acknowledged, not passed on, so the states stay in order (A2).
+            return;
+        }
         let agent = status.agent.or(Some(known.agent));
         self.record(
             SchedulerRecord::State {
@@ -907,6 +916,18 @@ impl Machine for Scheduler {
             }
         }
         self.check_invariants();
+    }
+}
+
+/// Where a state stands in a task's life as its agent reports it, for the states that only
+/// move forward: `STAGING`, `STARTING`, `RUNNING`, `KILLING`. Others have no place to compare.
+fn lifecycle_step(state: TaskState) -> Option<u8> {
+    match state {
+        TaskState::Staging => Some(0),
+        TaskState::Starting => Some(1),
+        TaskState::Running => Some(2),
+        TaskState::Killing => Some(3),
+        _ => None,
     }
 }
 

@@ -585,18 +585,11 @@ fn a_partitioned_agent_comes_back_with_its_tasks() {
 /// re-admitted and its tasks resume", and the framework that was told UNREACHABLE is told
 /// RUNNING without having to reconnect.
 ///
-/// Ignored: a protocol bug keeps the framework's view at UNREACHABLE for as long as its
-/// scheduler stays connected. The leader sends a generated `TASK_UNREACHABLE` when the
-/// agent's `AgentUnreachable` entry commits; the scheduler acknowledges it, and
-/// `Master::handle_acknowledge` (protocol/src/master/frameworks.rs) removes the generated
-/// update. When the agent re-registers and `AgentReadmitted` commits,
-/// `agent_tasks_resume` (protocol/src/master/agents.rs) only tells frameworks of tasks
-/// whose generated update is still there *and still UNREACHABLE*, i.e. unacknowledged: an
-/// acknowledged UNREACHABLE (the normal case) is never followed by RUNNING, and the agent
-/// has no new update to send (its RUNNING was acknowledged before the partition). Run with
-/// `cargo test -p berth-tests --test faults -- --ignored tells_a_connected_framework`.
+/// Regression: the leader used to tell only frameworks whose UNREACHABLE was still
+/// unacknowledged, so a connected scheduler (which acknowledges at once) kept seeing
+/// UNREACHABLE. Fixed in `handle_reregister_agent` (protocol/src/master/agents.rs); unit
+/// test `a_framework_that_acknowledged_unreachable_hears_running_when_the_agent_returns`.
 #[test]
-#[ignore = "protocol bug: an acknowledged UNREACHABLE is never followed by RUNNING (see the doc)"]
 fn a_partitioned_agent_comes_back_and_tells_a_connected_framework() {
     let _timer = Timer::start("3b agent partitioned and healed, framework connected");
     let mut cluster = Cluster::start(
@@ -616,18 +609,11 @@ fn a_partitioned_agent_comes_back_and_tells_a_connected_framework() {
 /// is not yet marked unreachable) must end for its framework once the agent is back: the
 /// task runs, or the framework hears it is lost. Found by the nemesis.
 ///
-/// Ignored: a protocol bug leaves the task UNREACHABLE (and, after a reconciliation,
-/// UNKNOWN) for good, though it never ran. The leader keeps the pending launch in its view
-/// of the agent and resends it; when the agent is marked unreachable the framework is told
-/// the task is UNREACHABLE; when the agent re-registers, `handle_reregister_agent`
-/// (protocol/src/master/agents.rs) replaces the leader's view of its tasks with the agent's
-/// report, which does not hold the task, so the pending launch is dropped without a word:
-/// nothing resends it and nothing tells the framework it is lost (`agent_tasks_resume` only
-/// looks at tasks in the report). Reconciliation then answers UNKNOWN, which is not
-/// terminal. Run with `cargo test -p berth-tests --test faults -- --ignored
-/// a_launch_to_a_partitioned_agent`.
+/// Regression: the leader used to drop the pending launch when the agent re-registered
+/// without it, leaving the task UNREACHABLE (then UNKNOWN) for good. It is now staging
+/// again and resent (`handle_reregister_agent`, protocol/src/master/agents.rs); unit test
+/// `a_launch_lost_to_an_unreachable_agent_is_resent_when_the_agent_returns`.
 #[test]
-#[ignore = "protocol bug: a launch pending on an unreachable agent is dropped silently when it comes back"]
 fn a_launch_to_a_partitioned_agent_ends_for_its_framework() {
     let _timer = Timer::start("3c launch to a partitioned agent");
     let mut cluster = Cluster::start(
@@ -1135,7 +1121,7 @@ fn a_rolling_restart_under_load_loses_nothing() {
 /// without a word. The task never runs and, as its agent was never unreachable, its
 /// framework is told nothing at all: the task stays STAGING to it.
 #[test]
-#[ignore = "protocol bug: a launch pending when its agent re-registers is dropped silently"]
+#[ignore = "the re-registration bug it found is fixed; it must run clean many times before it gates CI"]
 fn a_rolling_restart_under_load_loses_nothing_strict() {
     rolling_restart_scenario(true);
 }
@@ -1296,7 +1282,7 @@ fn a_random_nemesis_then_convergence() {
 ///    application sees RUNNING, STARTING, RUNNING, FINISHED. Seen with
 ///    `BERTH_NEMESIS_SEED=20261129 BERTH_NEMESIS_SECS=240`.
 #[test]
-#[ignore = "protocol bugs: lost launches with an unreachable agent; stale updates after reconciliation"]
+#[ignore = "a launch can still be lost across faults (seen once after the re-registration fix); cause not found yet"]
 fn a_random_nemesis_strict() {
     nemesis_scenario(true);
 }

@@ -248,6 +248,48 @@ fn every_status_is_acknowledged_but_each_state_is_passed_on_once() {
     assert!(actions(&commands).is_empty());
 }
 
+/// Regression (found by the network-namespace nemesis): a reconciliation answer told RUNNING,
+/// then the agent resent its oldest unacknowledged update, STARTING, which had no earlier
+/// agent update to compare with and was passed on: the application saw RUNNING, STARTING,
+/// RUNNING (A2).
+#[test]
+fn an_older_update_after_a_reconciled_state_is_acknowledged_but_not_passed_on() {
+    let mut scheduler = subscribed_scheduler(vec![spec("t1", "cpus:1")]);
+    deliver(&mut scheduler, 1, offer(0, "cpus:1"));
+    let commands = deliver(
+        &mut scheduler,
+        1,
+        status(2, "t1", TaskState::Running, StatusSource::Reconciliation),
+    );
+    assert_eq!(actions(&commands).len(), 1, "RUNNING is passed on");
+    let commands = deliver(
+        &mut scheduler,
+        1,
+        status(
+            2,
+            "t1",
+            TaskState::Starting,
+            StatusSource::Agent(UpdateId(0)),
+        ),
+    );
+    assert!(
+        matches!(sent(&commands)[..], [(_, Message::Acknowledge(_))]),
+        "acknowledged, so the agent sends its next update"
+    );
+    assert!(actions(&commands).is_empty(), "not passed on: it is older");
+    let commands = deliver(
+        &mut scheduler,
+        1,
+        status(
+            2,
+            "t1",
+            TaskState::Finished,
+            StatusSource::Agent(UpdateId(2)),
+        ),
+    );
+    assert_eq!(actions(&commands).len(), 1, "the end is passed on");
+}
+
 #[test]
 fn statuses_of_a_lower_term_are_ignored() {
     let mut scheduler = subscribed_scheduler(vec![spec("t1", "cpus:1")]);
