@@ -1282,7 +1282,7 @@ fn a_random_nemesis_then_convergence() {
 ///    application sees RUNNING, STARTING, RUNNING, FINISHED. Seen with
 ///    `BERTH_NEMESIS_SEED=20261129 BERTH_NEMESIS_SECS=240`.
 #[test]
-#[ignore = "a launch can still be lost across faults (seen once after the re-registration fix); cause not found yet"]
+#[ignore = "launches can still be lost across a leader change: see RELIABILITY.md, Bugs found"]
 fn a_random_nemesis_strict() {
     nemesis_scenario(true);
 }
