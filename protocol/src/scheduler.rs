@@ -639,9 +639,39 @@ impl Scheduler {
         if status.framework != framework {
             return;
         }
+        self.reconciling.remove(&status.task);
+        // A new state is persisted before it is acknowledged: once the agent hears the
+        // acknowledgement it moves on, so a crash in between must not lose the state (A2).
+        let taken = self.take_status(&status, out);
+        self.acknowledge(from, framework, &status, out);
+        if taken {
+            let agent = status.agent.or_else(|| {
+                self.durable
+                    .tasks
+                    .get(&status.task)
+                    .map(|known| known.agent)
+            });
+            out.act(SchedulerAction::Status {
+                task: status.task,
+                agent,
+                state: status.state,
+                reason: status.reason,
+            });
+        }
+    }
+
+    /// Acknowledges a status from an agent or the master (a reconciliation answer needs
+    /// none).
+    fn acknowledge(
+        &self,
+        leader: &Address,
+        framework: FrameworkId,
+        status: &TaskStatus,
+        out: &mut Outbox<Scheduler>,
+    ) {
         if status.source != StatusSource::Reconciliation {
             out.send(
-                from.clone(),
+                leader.clone(),
                 Message::Acknowledge(Acknowledge {
                     framework,
                     task: status.task.clone(),
@@ -651,19 +681,23 @@ impl Scheduler {
                 }),
             );
         }
-        self.reconciling.remove(&status.task);
+    }
+
+    /// Records `status` if it is news: a state of a task this framework launched, newer than
+    /// what it knows and not after its end (A2). Returns whether it was.
+    fn take_status(&mut self, status: &TaskStatus, out: &mut Outbox<Scheduler>) -> bool {
         if let StatusSource::Agent(update) = status.source {
             let latest = self.latest_update.get(&status.task);
             if latest.is_some_and(|latest| *latest >= update) {
-                return; // A duplicate or an older update: passed on already.
+                return false; // A duplicate or an older update: passed on already.
             }
             self.latest_update.insert(status.task.clone(), update);
         }
         let Some(known) = self.durable.tasks.get(&status.task) else {
-            return; // Never launched by this framework.
+            return false; // Never launched by this framework.
         };
         if known.state == status.state || known.state.is_terminal() {
-            return; // Nothing new, or after the end (A2).
+            return false; // Nothing new, or after the end (A2).
         }
         if matches!(status.source, StatusSource::Agent(_))
             && lifecycle_step(status.state)
@@ -672,9 +706,8 @@ impl Scheduler {
         {
             // An older update the agent resends after a reconciliation answer told the
             // newer state: acknowledged, not passed on, so the states stay in order (A2).
-            return;
+            return false;
         }
-        let agent = status.agent.or(Some(known.agent));
         self.record(
             SchedulerRecord::State {
                 task: status.task.clone(),
@@ -685,12 +718,7 @@ impl Scheduler {
         if status.state.is_terminal() {
             self.latest_update.remove(&status.task);
         }
-        out.act(SchedulerAction::Status {
-            task: status.task,
-            agent,
-            state: status.state,
-            reason: status.reason,
-        });
+        true
     }
 
     fn handle_operation_status(

@@ -290,6 +290,49 @@ fn an_older_update_after_a_reconciled_state_is_acknowledged_but_not_passed_on() 
     assert_eq!(actions(&commands).len(), 1, "the end is passed on");
 }
 
+/// A new state is on the scheduler's disk before its acknowledgement leaves: once the agent
+/// hears it, it moves on to the next update, so a crash in between would lose the state (A2).
+#[test]
+fn a_new_state_is_persisted_before_it_is_acknowledged() {
+    let mut scheduler = subscribed_scheduler(vec![spec("t1", "cpus:1")]);
+    deliver(&mut scheduler, 1, offer(0, "cpus:1"));
+    let commands = deliver(
+        &mut scheduler,
+        1,
+        status(
+            2,
+            "t1",
+            TaskState::Running,
+            StatusSource::Agent(UpdateId(0)),
+        ),
+    );
+    let persisted = commands
+        .iter()
+        .position(|command| {
+            matches!(
+                command,
+                Command::Persist(SchedulerRecord::State {
+                    state: TaskState::Running,
+                    ..
+                })
+            )
+        })
+        .expect("the state is persisted");
+    let acknowledged = commands
+        .iter()
+        .position(|command| {
+            matches!(
+                command,
+                Command::Send {
+                    message: Message::Acknowledge(_),
+                    ..
+                }
+            )
+        })
+        .expect("the status is acknowledged");
+    assert!(persisted < acknowledged);
+}
+
 #[test]
 fn statuses_of_a_lower_term_are_ignored() {
     let mut scheduler = subscribed_scheduler(vec![spec("t1", "cpus:1")]);
