@@ -310,6 +310,35 @@ where
     }
 }
 
+/// Random walks through `model` from `seed`, stopping at the first violation.
+fn simulate<M>(model: M, seed: u64, steps: usize, depth: usize) -> ExitCode
+where
+    M: Model + Send + Sync + 'static,
+    M::State: std::fmt::Debug + Clone + PartialEq + std::hash::Hash + Send + Sync,
+    M::Action: std::fmt::Debug + Clone + PartialEq + Send + Sync,
+{
+    println!("search: random walks, seed {seed}, {steps} states, depth <= {depth}");
+    let checker = model
+        .checker()
+        .target_state_count(steps)
+        .target_max_depth(depth)
+        .finish_when(stateright::HasDiscoveries::AnyFailures)
+        .spawn_simulation(seed, stateright::UniformChooser);
+    report(checker, Some(steps))
+}
+
+/// Serves stateright's explorer for `model` at `address` until the process is stopped.
+fn explore<M>(model: M, address: &str) -> ExitCode
+where
+    M: Model + Send + Sync + 'static,
+    M::State: std::fmt::Debug + Clone + PartialEq + std::hash::Hash + Send + Sync,
+    M::Action: std::fmt::Debug + Clone + PartialEq + Send + Sync,
+{
+    println!("explorer: http://{address}");
+    model.checker().serve(address);
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -342,14 +371,7 @@ fn main() -> ExitCode {
             };
             let config = bounds.agents(larger);
             println!("model: agents; {config}");
-            println!("search: random walks, seed {seed}, {steps} states, depth <= {depth}");
-            let checker = agents_model(config)
-                .checker()
-                .target_state_count(steps)
-                .target_max_depth(depth)
-                .finish_when(stateright::HasDiscoveries::AnyFailures)
-                .spawn_simulation(seed, stateright::UniformChooser);
-            report(checker, Some(steps))
+            simulate(agents_model(config), seed, steps, depth)
         }
         Command::Explore {
             model: Which::Agents,
@@ -358,9 +380,7 @@ fn main() -> ExitCode {
         } => {
             let config = bounds.agents(AgentsConfig::default());
             println!("model: agents; {config}");
-            println!("explorer: http://{address}");
-            agents_model(config).checker().serve(address.as_str());
-            ExitCode::SUCCESS
+            explore(agents_model(config), &address)
         }
         Command::Check {
             model: Which::Offers,
@@ -392,14 +412,7 @@ fn main() -> ExitCode {
             };
             let config = bounds.offers(larger);
             println!("model: offers; {config}");
-            println!("search: random walks, seed {seed}, {steps} states, depth <= {depth}");
-            let checker = offers_model(config)
-                .checker()
-                .target_state_count(steps)
-                .target_max_depth(depth)
-                .finish_when(stateright::HasDiscoveries::AnyFailures)
-                .spawn_simulation(seed, stateright::UniformChooser);
-            report(checker, Some(steps))
+            simulate(offers_model(config), seed, steps, depth)
         }
         Command::Explore {
             model: Which::Offers,
@@ -408,9 +421,7 @@ fn main() -> ExitCode {
         } => {
             let config = bounds.offers(OffersConfig::default());
             println!("model: offers; {config}");
-            println!("explorer: http://{address}");
-            offers_model(config).checker().serve(address.as_str());
-            ExitCode::SUCCESS
+            explore(offers_model(config), &address)
         }
         Command::Check {
             model: Which::Election,
@@ -423,28 +434,7 @@ fn main() -> ExitCode {
             println!("model: election; {config}");
             let seeded_bug = config.mutation.is_some();
             let depth = depth.unwrap_or(12);
-            let mut checker = election_model(config).checker().threads(threads);
-            if seeded_bug {
-                // Looking for the bug: stop at the first violation.
-                checker = checker.finish_when(stateright::HasDiscoveries::AnyFailures);
-            }
-            let bound = if depth == 0 {
-                "unbounded".to_string()
-            } else {
-                checker = checker.target_max_depth(depth);
-                format!("<= {depth}")
-            };
-            if dfs {
-                if depth == 0 {
-                    eprintln!("error: --dfs needs a depth bound (--depth N, N > 0)");
-                    return ExitCode::FAILURE;
-                }
-                println!("search: depth-first, depth {bound}");
-                report(checker.spawn_dfs(), None)
-            } else {
-                println!("search: breadth-first, depth {bound}");
-                report(checker.spawn_bfs(), None)
-            }
+            check(election_model(config), seeded_bug, dfs, depth, threads)
         }
         Command::Simulate {
             model: Which::Election,
@@ -464,14 +454,7 @@ fn main() -> ExitCode {
             };
             let config = bounds.election(larger);
             println!("model: election; {config}");
-            println!("search: random walks, seed {seed}, {steps} states, depth <= {depth}");
-            let checker = election_model(config)
-                .checker()
-                .target_state_count(steps)
-                .target_max_depth(depth)
-                .finish_when(stateright::HasDiscoveries::AnyFailures)
-                .spawn_simulation(seed, stateright::UniformChooser);
-            report(checker, Some(steps))
+            simulate(election_model(config), seed, steps, depth)
         }
         Command::Explore {
             model: Which::Election,
@@ -480,9 +463,7 @@ fn main() -> ExitCode {
         } => {
             let config = bounds.election(ElectionConfig::default());
             println!("model: election; {config}");
-            println!("explorer: http://{address}");
-            election_model(config).checker().serve(address.as_str());
-            ExitCode::SUCCESS
+            explore(election_model(config), &address)
         }
     }
 }
