@@ -2,6 +2,7 @@
 //! BENCHMARKS.md for the results and how to read them.
 
 mod cpu;
+mod failover;
 mod launch;
 mod memory;
 mod recovery;
@@ -34,6 +35,10 @@ enum Benchmark {
     /// agent, executors and tasks; until every executor reconnected and the agent
     /// re-registered.
     AgentRecovery(recovery::RecoveryOptions),
+    /// Master failover with agents and a framework: `kill -9` of the leader of three real
+    /// masters with real agents and a framework with running tasks; until a new leader is
+    /// agreed, every agent re-registered and offers flow again.
+    Failover(failover::FailoverOptions),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -42,6 +47,7 @@ fn main() -> anyhow::Result<()> {
         Benchmark::Launch(options) => runtime()?.block_on(launch::run(&options)),
         Benchmark::MasterMemory(options) => memory::run(&options),
         Benchmark::AgentRecovery(options) => runtime()?.block_on(recovery::run(&options)),
+        Benchmark::Failover(options) => runtime()?.block_on(failover::run(&options)),
     }
 }
 

@@ -382,7 +382,7 @@ async fn wait_until_running(
 }
 
 /// The pid of each executor the agent started, by executor id (from their pid files).
-fn executor_pids(work_dir: &Path) -> BTreeMap<String, u32> {
+pub(crate) fn executor_pids(work_dir: &Path) -> BTreeMap<String, u32> {
     let mut pids = BTreeMap::new();
     let executors = berth_node::work_dir::WorkDir::new(work_dir).executors();
     let Ok(frameworks) = std::fs::read_dir(executors) else {
