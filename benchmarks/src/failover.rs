@@ -773,7 +773,7 @@ impl Bench<'_> {
         // A task no agent can hold: the framework keeps wanting offers.
         let waiting = Resources::parse(&format!(
             "cpus:{}",
-            self.cluster_cpus_per_agent().saturating_mul(2).max(1)
+            self.agent_cpus().saturating_mul(2).max(1)
         ))
         .context("the waiting task's resources")?;
         submit
@@ -802,7 +802,7 @@ impl Bench<'_> {
     }
 
     /// An agent's cpus, rounded up.
-    fn cluster_cpus_per_agent(&self) -> u64 {
+    fn agent_cpus(&self) -> u64 {
         self.cluster
             .agent_resources
             .split(';')
