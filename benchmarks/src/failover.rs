@@ -6,7 +6,9 @@
 //!   every second), each with its data directory on disk.
 //! * **Agents.** `--agents` real `berth agent` child processes, each with its own work
 //!   directory and listening port, all given the three masters. A few of them run tasks,
-//!   each in a real `berth executor` process.
+//!   each in a real `berth executor` process. Real processes rather than the in-process
+//!   agent machines of [`launch`](crate::launch): those dial the master and do not listen,
+//!   so a new leader could not call them as it calls real agents after a failover.
 //! * **Framework.** One protocol [`Scheduler`] in this process (state in memory, its own
 //!   connection, default settings unless `--framework-silence-ms` is given). It launches
 //!   `--tasks` tasks (`sleep 3600`, each taking most of an agent's cpus, so they land on
