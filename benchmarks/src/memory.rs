@@ -242,6 +242,7 @@ pub fn run(options: &MemoryOptions) -> anyhow::Result<()> {
                         info: agent_info(index, &agent_resources),
                         boot_id: boot_id.clone(),
                         highest_term: Term(0),
+                        report: 1,
                     })),
                 );
                 if (index + 1) % options.progress_every == 0 {
@@ -329,6 +330,8 @@ pub fn run(options: &MemoryOptions) -> anyhow::Result<()> {
                     .ok()
                     .context("too many tasks per agent")?,
                 unacknowledged: BoundedVec::new(),
+                operations: BoundedVec::new(),
+                report: 2,
             })),
         );
         if (index + 1) % options.progress_every == 0 {

@@ -55,7 +55,7 @@ fn the_default_configuration_holds_to_depth_ten() {
     assert_eq!(checker.unique_state_count(), PINNED_DEFAULT_DEPTH_10);
 }
 
-const PINNED_DEFAULT_DEPTH_10: usize = 46_199;
+const PINNED_DEFAULT_DEPTH_10: usize = 46_341;
 
 #[test]
 fn a_task_runs_finishes_and_both_updates_are_acknowledged() {
@@ -168,4 +168,4 @@ fn a_host_reboot_loses_running_tasks_safely() {
     assert_eq!(checker.unique_state_count(), PINNED_REBOOT_DEPTH_14);
 }
 
-const PINNED_REBOOT_DEPTH_14: usize = 93_919;
+const PINNED_REBOOT_DEPTH_14: usize = 103_750;

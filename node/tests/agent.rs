@@ -161,9 +161,10 @@ impl FakeLeader {
 
     /// Answers the agent's registration and keeps pinging it, as a leader does.
     async fn register(&mut self, agent: &AgentProcess) {
-        let from = self
-            .expect("a registration", agent, |from, message| {
-                matches!(message, Message::RegisterAgent(_)).then(|| from.clone())
+        let (from, report) = self
+            .expect("a registration", agent, |from, message| match message {
+                Message::RegisterAgent(register) => Some((from.clone(), register.report)),
+                _ => None,
             })
             .await;
         self.send(
@@ -171,6 +172,7 @@ impl FakeLeader {
             Message::AgentRegistered(AgentRegistered {
                 term: TERM,
                 agent: agent_id(),
+                report,
             }),
         );
         self.keep_pinging(&from);
@@ -611,6 +613,7 @@ async fn a_task_survives_an_agent_crash_and_is_reregistered_running() {
         Message::AgentReregistered(AgentRegistered {
             term: TERM,
             agent: agent_id(),
+            report: reregistration.report,
         }),
     );
     leader.keep_pinging(&agent.address);
@@ -731,6 +734,7 @@ async fn a_new_boot_id_reports_earlier_tasks_lost_under_the_same_agent_id() {
         Message::AgentReregistered(AgentRegistered {
             term: TERM,
             agent: agent_id(),
+            report: reregistration.report,
         }),
     );
     leader.keep_pinging(&agent.address);
@@ -1029,6 +1033,7 @@ async fn a_task_whose_executor_did_not_survive_fails_after_the_window() {
         Message::AgentReregistered(AgentRegistered {
             term: TERM,
             agent: agent_id(),
+            report: reregistration.report,
         }),
     );
     let failed = leader

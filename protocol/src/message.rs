@@ -320,6 +320,8 @@ pub struct RegisterAgent {
     pub boot_id: BootId,
     /// The highest term the agent has seen; a master of a lower term cannot admit it.
     pub highest_term: Term,
+    /// The number of this registration attempt (see [`ReregisterAgent::report`]).
+    pub report: u64,
 }
 
 /// An agent's re-registration: its id and everything it holds.
@@ -339,6 +341,16 @@ pub struct ReregisterAgent {
     pub tasks: BoundedVec<TaskReport, AGENT_TASKS_MAX>,
     /// The oldest unacknowledged update of each task (at most one per task is in flight).
     pub unacknowledged: BoundedVec<StatusUpdate, AGENT_TASKS_MAX>,
+    /// The resource operations it applied last, oldest first: the leader resends those it
+    /// sent and did not hear answered, and counts in its view of the agent's resources only
+    /// those not applied yet.
+    pub operations: BoundedVec<(FrameworkId, OperationId), { crate::agent::OPERATIONS_REMEMBERED }>,
+    /// The number of this registration attempt: it grows, durably, each time the agent
+    /// starts looking for a leader, and every copy of one attempt carries the same. A leader
+    /// takes a report only if it is newer than the last it took, so a copy the network
+    /// delayed cannot roll its view of the agent back; the agent takes only the answer to its
+    /// current attempt ([`AgentRegistered::report`]).
+    pub report: u64,
 }
 
 /// One task an agent holds, as it reports it when re-registering.
@@ -366,6 +378,8 @@ pub struct AgentRegistered {
     pub term: Term,
     /// The agent's id.
     pub agent: AgentId,
+    /// The registration attempt answered.
+    pub report: u64,
 }
 
 /// The leader tells an agent marked gone to stop.

@@ -23,7 +23,10 @@
 //! * **Reconciliation.** After every subscription the scheduler asks the leader for the
 //!   state of each task it holds that has not ended, and asks again (doubling the wait) until
 //!   each has an answer. This is how a state the master generated (`UNREACHABLE`) reaches a
-//!   framework after a master failover: the new leader answers from its registry.
+//!   framework after a master failover: the new leader answers from its registry. An
+//!   `UNKNOWN` or `UNREACHABLE` answer is not final: the task is asked about again until the
+//!   leader can say more, for example `DROPPED` for a launch lost with a deposed leader once
+//!   the task's agent has re-registered without it.
 //! * **Launch (R5).** A task given to the scheduler is launched on the first offer that
 //!   holds its resources. The launch is persisted before the accept leaves, so a restarted
 //!   scheduler does not launch a task twice. Offers not used are declined.
@@ -639,7 +642,14 @@ impl Scheduler {
         if status.framework != framework {
             return;
         }
-        self.reconciling.remove(&status.task);
+        if !(status.source == StatusSource::Reconciliation
+            && matches!(status.state, TaskState::Unknown | TaskState::Unreachable))
+        {
+            // Answered for good. An `UNKNOWN` or `UNREACHABLE` answer is asked again, with
+            // the backoff: the leader can tell more once the task's agent re-registers (a
+            // launch lost on the way to an unreachable agent is `DROPPED` then).
+            self.reconciling.remove(&status.task);
+        }
         // A new state is persisted before it is acknowledged: once the agent hears the
         // acknowledgement it moves on, so a crash in between must not lose the state (A2).
         let taken = self.take_status(&status, out);

@@ -51,6 +51,7 @@ fn seed_messages(random: &mut SplitMix64) -> Vec<Message> {
             info: agent_info(),
             boot_id: BootId::new("4f2a-boot").expect("valid"),
             highest_term: Term(random.below(10)),
+            report: random.below(10),
         })),
         Message::ReregisterAgent(Box::new(ReregisterAgent {
             agent: agent_id(random),
@@ -68,14 +69,18 @@ fn seed_messages(random: &mut SplitMix64) -> Vec<Message> {
             }])
             .expect("one task"),
             unacknowledged: BoundedVec::from_vec(vec![status_update(random)]).expect("one update"),
+            operations: BoundedVec::new(),
+            report: random.below(10),
         })),
         Message::AgentRegistered(AgentRegistered {
             term: Term(random.below(10)),
             agent: agent_id(random),
+            report: random.below(10),
         }),
         Message::AgentReregistered(AgentRegistered {
             term: Term(random.below(10)),
             agent: agent_id(random),
+            report: random.below(10),
         }),
         Message::ShutdownAgent(ShutdownAgent {
             term: Term(random.below(10)),

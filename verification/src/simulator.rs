@@ -47,6 +47,8 @@ pub struct SimulationConfig {
     pub steps: u64,
     /// A deliberately broken agent, to show that an invariant catches it.
     pub agent_mutation: Option<berth_protocol::agent::AgentMutation>,
+    /// Deliberately broken masters, to show that an invariant catches them.
+    pub master_mutation: Option<berth_protocol::master::Mutation>,
 }
 
 impl Default for SimulationConfig {
@@ -56,6 +58,7 @@ impl Default for SimulationConfig {
             agents: 4,
             steps: 10_000,
             agent_mutation: None,
+            master_mutation: None,
         }
     }
 }
@@ -137,7 +140,10 @@ impl Simulation {
         let mut cluster = Cluster::with_seed(seed);
         // One message in 50 arrives twice, the copy up to a second later.
         cluster.duplicate_one_in(50);
-        cluster.add_masters(config.masters);
+        cluster.add_masters_with(config.masters, |master| match config.master_mutation {
+            Some(mutation) => master.with_mutation(mutation),
+            None => master,
+        });
         let masters = (1..=config.masters).map(|id| format!("m{id}")).collect();
         let mut agents = Vec::new();
         for index in 0..config.agents {

@@ -62,6 +62,9 @@ pub enum AgentRecord {
         /// The agent's resources after it.
         total: Resources,
     },
+    /// The agent starts looking for a leader: a new registration attempt, numbered so that
+    /// a leader can tell a delayed copy of an older report from a newer one.
+    Reporting,
 }
 
 /// How many applied operations an agent remembers, to apply a resent one only once (R5).
@@ -88,6 +91,8 @@ pub struct AgentDurable {
     /// The last [`TASKS_REMEMBERED`] tasks that ended and were forgotten, oldest first: a
     /// late or duplicated launch of one of them is not run again (R5).
     pub completed: Vec<(FrameworkId, TaskId)>,
+    /// Registration attempts started: the number of the current one.
+    pub reports: u64,
 }
 
 /// How many ended tasks an agent remembers, to refuse a late duplicate of their launch.
@@ -126,6 +131,7 @@ pub(crate) fn apply(durable: &mut AgentDurable, record: &AgentRecord) {
         AgentRecord::Booted(boot_id) => durable.boot_id = Some(boot_id.clone()),
         AgentRecord::TermSeen(term) => durable.highest_term = durable.highest_term.max(*term),
         AgentRecord::Registered(agent) => durable.agent = Some(*agent),
+        AgentRecord::Reporting => durable.reports = durable.reports.saturating_add(1),
         AgentRecord::TaskLaunched {
             framework,
             executor,

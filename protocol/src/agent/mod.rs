@@ -616,6 +616,7 @@ impl Agent {
                 info: self.reported_info(),
                 boot_id: self.config.boot_id.clone(),
                 highest_term: self.durable.highest_term,
+                report: self.durable.reports,
             }));
         };
         let tasks: Vec<TaskReport> = self
@@ -646,6 +647,9 @@ impl Agent {
             tasks: BoundedVec::from_vec(tasks).expect("tasks are bounded at boot and launch"),
             unacknowledged: BoundedVec::from_vec(unacknowledged)
                 .expect("at most one update per task"),
+            operations: BoundedVec::from_vec(self.durable.operations.clone())
+                .expect("the operations remembered are bounded"),
+            report: self.durable.reports,
         }))
     }
 
@@ -666,6 +670,7 @@ impl Agent {
     /// Starts looking for the leader from the first master.
     fn start_registration(&mut self, out: &mut Outbox<Agent>) {
         self.phase = AgentPhase::Registering { next_master: 0 };
+        self.record(AgentRecord::Reporting, out);
         self.try_next_master(out);
     }
 
@@ -687,6 +692,7 @@ impl Agent {
             out.cancel_timer(AgentTimer::LeaderSilence);
         }
         self.phase = AgentPhase::Registering { next_master: 0 };
+        self.record(AgentRecord::Reporting, out);
         out.send(leader.clone(), self.registration());
         out.set_timer(AgentTimer::Registration, self.config.registration_retry);
     }
@@ -919,7 +925,11 @@ impl Agent {
         if !self.fence(from, answer.term, out) {
             return;
         }
-        if !matches!(self.phase, AgentPhase::Registering { .. }) {
+        if !matches!(self.phase, AgentPhase::Registering { .. })
+            || answer.report != self.durable.reports
+        {
+            // Not looking for a leader, or the answer to an older attempt: the leader took
+            // a report that may lack what the agent did since.
             return;
         }
         match self.durable.agent {

@@ -101,10 +101,12 @@ fn status_updates(commands: &Commands) -> Vec<StatusUpdate> {
         .collect()
 }
 
+/// The answer to a new agent's first registration attempt.
 fn registered(term: u64) -> Message {
     Message::AgentRegistered(AgentRegistered {
         term: Term(term),
         agent: agent_id(),
+        report: 1,
     })
 }
 
@@ -237,7 +239,10 @@ fn a_new_agent_tries_the_masters_in_turn() {
     let (mut agent, commands) = boot_from(&AgentDurable::default());
     assert_eq!(
         persisted(&commands),
-        [AgentRecord::Booted(boot_id("boot-1"))]
+        [
+            AgentRecord::Booted(boot_id("boot-1")),
+            AgentRecord::Reporting
+        ]
     );
     let messages = sent(&commands);
     assert_eq!(messages.len(), 1);
@@ -302,7 +307,10 @@ fn fencing_ignores_commands_of_a_lower_term_even_after_a_restart() {
         2,
         Message::LeaderChanged(LeaderChanged { term: Term(2) }),
     );
-    assert_eq!(persisted(&commands), [AgentRecord::TermSeen(Term(2))]);
+    assert_eq!(
+        persisted(&commands),
+        [AgentRecord::TermSeen(Term(2)), AgentRecord::Reporting]
+    );
     let stale: [Message; 4] = [
         Message::Ping(Ping {
             term: Term(1),
@@ -413,6 +421,7 @@ fn a_new_leader_is_followed_and_gets_the_unacknowledged_updates() {
         Message::AgentReregistered(AgentRegistered {
             term: Term(2),
             agent: agent_id(),
+            report: reregister.report,
         }),
     );
     let messages = sent(&commands);
@@ -447,7 +456,8 @@ fn a_command_from_a_newer_leader_makes_the_agent_re_register_with_it() {
                 framework: framework(),
                 task: task("t1"),
                 update: UpdateId(0),
-            }
+            },
+            AgentRecord::Reporting
         ]
     );
     let messages = sent(&commands);
@@ -617,15 +627,18 @@ fn recovery_fails_the_tasks_of_executors_that_do_not_return() {
     let commands = fire(&mut agent, AgentTimer::ExecutorReregistration);
     assert_eq!(
         persisted(&commands),
-        [AgentRecord::Update {
-            framework: framework(),
-            task: task("t2"),
-            update: UpdateCheckpoint {
-                state: TaskState::Failed,
-                reason: Some(TaskStatusReason::ExecutorReregistrationTimeout),
-                update: UpdateId(2),
+        [
+            AgentRecord::Update {
+                framework: framework(),
+                task: task("t2"),
+                update: UpdateCheckpoint {
+                    state: TaskState::Failed,
+                    reason: Some(TaskStatusReason::ExecutorReregistrationTimeout),
+                    update: UpdateId(2),
+                },
             },
-        }]
+            AgentRecord::Reporting
+        ]
     );
     let messages = sent(&commands);
     assert_eq!(messages.len(), 1);
@@ -652,7 +665,11 @@ fn recovery_ends_as_soon_as_every_executor_is_back() {
     let (mut agent, _) = boot_from(&checkpoint_with_two_tasks());
     assert!(event(&mut agent, connected("e2", &["t2"])).is_empty());
     let commands = event(&mut agent, connected("e1", &["t1"]));
-    assert!(persisted(&commands).is_empty(), "no task fails");
+    assert_eq!(
+        persisted(&commands),
+        [AgentRecord::Reporting],
+        "no task fails; a registration attempt starts"
+    );
     assert!(commands.contains(&Command::CancelTimer(AgentTimer::ExecutorReregistration)));
     assert!(matches!(sent(&commands)[0].1, Message::ReregisterAgent(_)));
     assert!(fire(&mut agent, AgentTimer::ExecutorReregistration).is_empty());
@@ -675,8 +692,9 @@ fn a_new_boot_id_loses_every_task_but_keeps_the_agent_id() {
     assert_eq!(records[0], AgentRecord::Booted(boot_id("boot-2")));
     let lost: Vec<(TaskState, Option<TaskStatusReason>)> = records[1..]
         .iter()
-        .map(|record| match record {
-            AgentRecord::Update { update, .. } => (update.state, update.reason),
+        .filter_map(|record| match record {
+            AgentRecord::Update { update, .. } => Some((update.state, update.reason)),
+            AgentRecord::Reporting => None,
             other => panic!("unexpected record {other:?}"),
         })
         .collect();
@@ -779,12 +797,14 @@ fn a_gone_agent_stops_its_executors_and_registers_anew() {
         term: Term(1),
         sequence: 1,
     });
+    let report = agent.durable().reports;
     deliver(
         &mut agent,
         1,
         Message::AgentRegistered(AgentRegistered {
             term: Term(1),
             agent: new_id,
+            report,
         }),
     );
     assert_eq!(agent.id(), Some(new_id));
@@ -829,6 +849,7 @@ fn an_unacknowledged_update_survives_a_restart_and_is_resent() {
         Message::AgentReregistered(AgentRegistered {
             term: Term(1),
             agent: agent_id(),
+            report: reregister.report,
         }),
     );
     let updates = status_updates(&commands);
@@ -906,4 +927,39 @@ fn a_launch_hands_the_command_and_resources_to_the_executor() {
         "sleep 60",
         "the command is checkpointed with the task"
     );
+}
+
+/// An answer to an older registration attempt is ignored: the leader took a report that may
+/// lack what the agent did since (a launch it ran, an operation it applied), and an agent
+/// registered on it would leave the leader's view behind.
+#[test]
+fn an_answer_to_an_older_registration_attempt_is_ignored() {
+    let mut agent = agent_running_one_task();
+    let commands = deliver(
+        &mut agent,
+        2,
+        Message::LeaderChanged(LeaderChanged { term: Term(2) }),
+    );
+    let messages = sent(&commands);
+    let Message::ReregisterAgent(reregister) = &messages[0].1 else {
+        panic!("expected a re-registration, got {messages:?}");
+    };
+    let current = reregister.report;
+    let older = Message::AgentReregistered(AgentRegistered {
+        term: Term(2),
+        agent: agent_id(),
+        report: current - 1,
+    });
+    assert!(deliver(&mut agent, 2, older).is_empty());
+    assert!(matches!(agent.phase(), AgentPhase::Registering { .. }));
+    deliver(
+        &mut agent,
+        2,
+        Message::AgentReregistered(AgentRegistered {
+            term: Term(2),
+            agent: agent_id(),
+            report: current,
+        }),
+    );
+    assert!(matches!(agent.phase(), AgentPhase::Registered { .. }));
 }

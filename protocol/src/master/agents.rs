@@ -23,8 +23,8 @@
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 
-use super::{ElectionRole, Master, MasterTimer, Waiter};
-use crate::ids::{AgentId, ExecutorId, FrameworkId, IdSequence, TaskId, UpdateId};
+use super::{ElectionRole, Master, MasterTimer, Mutation, Waiter};
+use crate::ids::{AgentId, ExecutorId, FrameworkId, IdSequence, OperationId, TaskId, UpdateId};
 use crate::message::{
     AGENT_TASKS_MAX, AgentOperation, AgentRegistered, LeaderChanged, Message, Ping, Pong,
     RegisterAgent, ReregisterAgent, ShutdownAgent, StatusUpdate,
@@ -84,6 +84,13 @@ pub struct AgentView {
     /// Whether the agent registered or re-registered with this leader, so that its tasks
     /// are known and its resources can be offered.
     pub registered: bool,
+    /// Whether its tasks are what it reported when it re-registered with this leader, after
+    /// it had heard of this leader's term: every task it will ever run of an older leader's
+    /// launches is among them (E3), so a task it lacks never reached it.
+    pub reported: bool,
+    /// The number of the newest registration attempt taken from it: an older one is a copy
+    /// the network delayed, which would roll the view back.
+    pub report: u64,
     /// Its tasks, with their latest known states.
     pub tasks: BTreeMap<(FrameworkId, TaskId), TaskView>,
     /// The sequence number of the last ping sent.
@@ -227,14 +234,22 @@ impl Master {
         };
         let (agent, entry) = match existing {
             Some(agent) => {
-                // A new agent holds no tasks, whatever an earlier registration left.
                 let view = directory.agents.entry(agent).or_default();
-                view.tasks.clear();
-                view.registered = true;
+                // A new agent holds no tasks, whatever an earlier registration left; unless
+                // this is a copy of an attempt already taken, or a delayed one of an older
+                // attempt: answered only (the agent ignores an answer to an older attempt).
+                if register.report > view.report {
+                    view.tasks.clear();
+                    view.registered = true;
+                    view.reported = false;
+                    view.report = register.report;
+                }
                 (agent, None)
             }
             None => {
                 let agent = AgentId(directory.ids.next_id());
+                // Registered once the admission commits; the attempt is known from now on.
+                directory.agents.entry(agent).or_default().report = register.report;
                 let entry = RegistryEntry::AgentAdmitted {
                     agent,
                     address: register.address,
@@ -247,7 +262,11 @@ impl Master {
             entry,
             Waiter::Agent {
                 address: from.clone(),
-                answer: Message::AgentRegistered(AgentRegistered { term, agent }),
+                answer: Message::AgentRegistered(AgentRegistered {
+                    term,
+                    agent,
+                    report: register.report,
+                }),
             },
             out,
         );
@@ -265,7 +284,44 @@ impl Master {
             return;
         }
         let term = self.term();
+        if reregister.highest_term < term && !self.mutated(Mutation::AdmitReportsOfOlderTerms) {
+            // Made before the agent heard of this term: an older leader's launch could still
+            // reach it and run, unreported. Once it has this term it obeys no older leader
+            // (E3), so a report made then is complete, and a task it lacks never ran there
+            // and never will (what reconciliation answers rely on). The agent reports again.
+            out.send(from.clone(), Message::LeaderChanged(LeaderChanged { term }));
+            return;
+        }
         let agent = reregister.agent;
+        let report = reregister.report;
+        let answer = Message::AgentReregistered(AgentRegistered {
+            term,
+            agent,
+            report,
+        });
+        let taken = self
+            .agent_directory()
+            .and_then(|directory| directory.agents.get(&agent))
+            .filter(|view| view.reported)
+            .map(|view| view.report);
+        if let Some(taken) = taken
+            && report <= taken
+        {
+            // A copy of the report already taken (its answer may have been lost): answered
+            // again, the view left as it is. An older one (delayed by the network) would roll
+            // the view back: ignored; the agent ignores answers to older attempts anyway.
+            if report == taken {
+                self.propose(
+                    None,
+                    Waiter::Agent {
+                        address: from.clone(),
+                        answer,
+                    },
+                    out,
+                );
+            }
+            return;
+        }
         // The agent's record, and the frameworks of its tasks that are removed (their
         // failover timeout ran out meanwhile).
         let (record, removed_frameworks) = self.with_latest_registry(|latest| {
@@ -370,12 +426,36 @@ impl Master {
                     }
                 }
             }
+            // Resource operations this leader sent and did not hear answered stay pending
+            // (resent every ping round, so that their frameworks hear how they ended); those
+            // the agent had not applied when it reported count in its resources as they did
+            // before, as the launches kept above may use what they produce.
+            let applied: BTreeSet<&(FrameworkId, OperationId)> =
+                reregister.operations.iter().collect();
+            let mut total = reregister.info.resources.clone();
+            let mut pending_operations = Vec::new();
+            if let Some(previous) = directory.agents.get(&agent) {
+                for (framework, operation) in &previous.pending_operations {
+                    if !applied.contains(&(*framework, operation.id.clone()))
+                        && let Some(after) = total
+                            .checked_sub(&operation.consumed)
+                            .ok()
+                            .and_then(|rest| rest.checked_add(&operation.produced).ok())
+                    {
+                        total = after;
+                    }
+                    pending_operations.push((*framework, operation.clone()));
+                }
+            }
             directory.agents.insert(
                 agent,
                 AgentView {
                     registered: true,
+                    reported: true,
+                    report,
                     tasks,
-                    total: Some(reregister.info.resources.clone()),
+                    total: Some(total),
+                    pending_operations,
                     ..AgentView::default()
                 },
             );
@@ -384,7 +464,7 @@ impl Master {
             entry,
             Waiter::Agent {
                 address: from.clone(),
-                answer: Message::AgentReregistered(AgentRegistered { term, agent }),
+                answer,
             },
             out,
         );

@@ -146,16 +146,28 @@ fn register() -> Message {
         info: info(),
         boot_id: BootId::new("boot-1").expect("valid"),
         highest_term: Term(0),
+        report: 1,
     }))
 }
 
+/// A new registration attempt's number: each re-registration a test makes is a new attempt.
+fn next_report() -> u64 {
+    static REPORTS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1);
+    REPORTS.fetch_add(1, core::sync::atomic::Ordering::Relaxed)
+}
+
 fn reregister(agent: AgentId, state: TaskState) -> Message {
+    reregister_in(Term(1), agent, state)
+}
+
+/// A re-registration made by an agent whose highest term seen is `highest_term`.
+fn reregister_in(highest_term: Term, agent: AgentId, state: TaskState) -> Message {
     Message::ReregisterAgent(Box::new(ReregisterAgent {
         agent,
         address: agent_address(),
         info: info(),
         boot_id: BootId::new("boot-1").expect("valid"),
-        highest_term: Term(1),
+        highest_term,
         tasks: BoundedVec::from_vec(vec![TaskReport {
             framework: framework(),
             executor: ExecutorId::new("e1").expect("valid"),
@@ -166,6 +178,8 @@ fn reregister(agent: AgentId, state: TaskState) -> Message {
         }])
         .expect("one task"),
         unacknowledged: BoundedVec::new(),
+        operations: BoundedVec::new(),
+        report: next_report(),
     }))
 }
 
@@ -290,7 +304,8 @@ fn a_new_agent_hears_its_id_only_once_its_admission_commits() {
     assert!(answers.iter().all(|answer| *answer
         == Message::AgentRegistered(AgentRegistered {
             term: Term(1),
-            agent: agent_id(1)
+            agent: agent_id(1),
+            report: 1,
         })));
     assert!(commands.contains(&Command::SetTimer {
         timer: MasterTimer::AgentPing,
@@ -342,7 +357,8 @@ fn a_lone_leader_persists_the_admission_before_answering() {
         sent_to(&commands, &agent_address()),
         [Message::AgentRegistered(AgentRegistered {
             term: Term(1),
-            agent: agent_id(1)
+            agent: agent_id(1),
+            report: 1,
         })]
     );
 }
@@ -648,6 +664,8 @@ fn a_launch_lost_to_an_unreachable_agent_is_resent_when_the_agent_returns() {
         highest_term: Term(1),
         tasks: BoundedVec::new(),
         unacknowledged: BoundedVec::new(),
+        operations: BoundedVec::new(),
+        report: next_report(),
     }));
     let commands = deliver(&mut master, &agent_address(), returning);
     assert_eq!(master_statuses(&commands), [TaskState::Staging]);
@@ -678,21 +696,35 @@ fn a_new_leader_calls_every_agent_in_its_registry() {
         timer: MasterTimer::AgentPing,
         duration: DurationRange::fixed(super::super::AGENT_PING_INTERVAL_DEFAULT),
     }));
+    // A report made before the agent heard of term 2 is not taken: an older leader's
+    // launch could still run there unreported. The agent is told the term and reports again.
+    let commands = deliver(
+        &mut master,
+        &agent_address(),
+        reregister_in(Term(1), agent_id(1), TaskState::Running),
+    );
+    assert!(appended(&commands).is_empty());
+    assert_eq!(
+        sent_to(&commands, &agent_address()),
+        [Message::LeaderChanged(LeaderChanged { term: Term(2) })]
+    );
+    assert!(!master.agent_directory().expect("leads").agents()[&agent_id(1)].registered);
     // The re-registration rebuilds the leader's view of the agent's tasks; nothing is
     // appended for a known, admitted agent.
     let commands = deliver(
         &mut master,
         &agent_address(),
-        reregister(agent_id(1), TaskState::Running),
+        reregister_in(Term(2), agent_id(1), TaskState::Running),
     );
     assert!(appended(&commands).is_empty());
-    assert_eq!(
-        sent_to(&commands, &agent_address()),
+    assert!(matches!(
+        &sent_to(&commands, &agent_address())[..],
         [Message::AgentReregistered(AgentRegistered {
             term: Term(2),
-            agent: agent_id(1)
-        })]
-    );
+            agent,
+            ..
+        })] if *agent == agent_id(1)
+    ));
     let view = &master.agent_directory().expect("leads").agents()[&agent_id(1)];
     assert_eq!(view.tasks[&(framework(), task())].state, TaskState::Running);
 }
@@ -708,7 +740,7 @@ fn a_gone_agent_is_told_to_shut_down() {
     let commands = deliver(
         &mut master,
         &agent_address(),
-        reregister(agent_id(1), TaskState::Running),
+        reregister_in(Term(2), agent_id(1), TaskState::Running),
     );
     assert_eq!(
         sent_to(&commands, &agent_address()),
@@ -958,6 +990,166 @@ fn reconciliation_answers_unreachable_from_the_registry_after_a_failover() {
     ));
 }
 
+/// A launch sent by a leader deposed before it reached the agent: the new leader never
+/// heard of it, and the agent, once it has the new term, refuses the old one's `RunTask`
+/// (E3). Reconciliation used to answer `UNKNOWN`, which is not terminal, so the framework
+/// waited for the task for good (lost launches of the random nemesis, fault scenario 9s).
+#[test]
+fn a_launch_lost_with_a_deposed_leader_is_dropped_once_its_agent_reports_in_the_new_term() {
+    let (mut master, _) = leader_of_term_two_with(&[
+        admitted(),
+        RegistryEntry::FrameworkRegistered {
+            framework: framework(),
+            info: framework_info(),
+        },
+    ]);
+    deliver(
+        &mut master,
+        &scheduler_address(),
+        Message::Subscribe(Box::new(crate::message::Subscribe {
+            framework: Some(framework()),
+            info: framework_info(),
+            highest_term: Term(1),
+            suppressed: true,
+        })),
+    );
+    let lost = TaskId::new("lost").expect("valid");
+    let reconcile = || {
+        Message::Reconcile(Box::new(crate::message::Reconcile {
+            framework: framework(),
+            tasks: BoundedVec::from_vec(vec![(lost.clone(), Some(agent_id(1)))]).expect("one"),
+        }))
+    };
+    let answer = |master: &mut Master| {
+        let commands = deliver(master, &scheduler_address(), reconcile());
+        sent_to(&commands, &scheduler_address())
+            .into_iter()
+            .map(|message| match message {
+                Message::TaskStatus(status) => (status.state, status.source),
+                other => panic!("not a status: {other:?}"),
+            })
+            .collect::<Vec<_>>()
+    };
+    // Before the agent re-registers: no answer yet.
+    assert_eq!(answer(&mut master), []);
+    // A report made before the agent heard of term 2 is not taken: term 1's launch could
+    // still reach the agent and run.
+    deliver(
+        &mut master,
+        &agent_address(),
+        reregister_in(Term(1), agent_id(1), TaskState::Running),
+    );
+    assert_eq!(answer(&mut master), []);
+    // Its report of term 2, without the task: the launch never reached it, and never will.
+    deliver(
+        &mut master,
+        &agent_address(),
+        reregister_in(Term(2), agent_id(1), TaskState::Running),
+    );
+    assert_eq!(
+        answer(&mut master),
+        [(TaskState::Dropped, StatusSource::Reconciliation)]
+    );
+    // A task the agent reported is answered with its state, as before.
+    let commands = deliver(
+        &mut master,
+        &scheduler_address(),
+        Message::Reconcile(Box::new(crate::message::Reconcile {
+            framework: framework(),
+            tasks: BoundedVec::from_vec(vec![(task(), Some(agent_id(1)))]).expect("one"),
+        })),
+    );
+    assert!(matches!(
+        &sent_to(&commands, &scheduler_address())[..],
+        [Message::TaskStatus(status)] if status.state == TaskState::Running
+    ));
+}
+
+/// Found by the agents model: the scheduler persists a launch and sends its accept, then
+/// (subscribing again) asks about the task before the accept arrives. The agent had
+/// re-registered without the task, but the accept, naming an offer the framework still
+/// holds, can still launch it: the answer must not be `DROPPED` (A1).
+#[test]
+fn a_task_whose_accept_may_still_arrive_is_not_dropped_by_reconciliation() {
+    let (mut master, offer) = leader_with_offer();
+    // The agent re-registers in this term without the task (its report is complete).
+    let Message::ReregisterAgent(mut report) =
+        reregister_in(Term(1), agent_id(1), TaskState::Running)
+    else {
+        unreachable!()
+    };
+    report.tasks = BoundedVec::new();
+    deliver(
+        &mut master,
+        &agent_address(),
+        Message::ReregisterAgent(report),
+    );
+    let reconcile = Message::Reconcile(Box::new(crate::message::Reconcile {
+        framework: framework(),
+        tasks: BoundedVec::from_vec(vec![(task(), Some(agent_id(1)))]).expect("one"),
+    }));
+    let commands = deliver(&mut master, &scheduler_address(), reconcile.clone());
+    assert!(matches!(
+        &sent_to(&commands, &scheduler_address())[..],
+        [Message::TaskStatus(status)] if status.state == TaskState::Unknown
+    ));
+    // The accept arrives and launches it.
+    let commands = deliver(
+        &mut master,
+        &scheduler_address(),
+        launch(offer.offer, "t1", "cpus:1"),
+    );
+    assert!(matches!(
+        &sent_to(&commands, &agent_address())[..],
+        [Message::RunTask(run)] if run.task == task()
+    ));
+    // From now on it is answered with its state.
+    let commands = deliver(&mut master, &scheduler_address(), reconcile);
+    assert!(matches!(
+        &sent_to(&commands, &scheduler_address())[..],
+        [Message::TaskStatus(status)] if status.state == TaskState::Staging
+    ));
+}
+
+/// Found by the seeded simulator (seed 1000): a copy of an agent's report that the network
+/// delayed, older than what the leader took since, rolled the leader's view of the agent
+/// back (its tasks, its resources). A report is numbered by its registration attempt; a copy
+/// of the attempt taken is answered again without a change, an older one ignored.
+#[test]
+fn a_delayed_copy_of_an_older_report_does_not_roll_the_view_back() {
+    let (mut master, _) = leader_of_term_two_with(&[admitted()]);
+    let Message::ReregisterAgent(mut older) =
+        reregister_in(Term(2), agent_id(1), TaskState::Running)
+    else {
+        unreachable!()
+    };
+    older.tasks = BoundedVec::new();
+    let newer = reregister_in(Term(2), agent_id(1), TaskState::Running);
+    let Message::ReregisterAgent(taken) = &newer else {
+        unreachable!()
+    };
+    let taken = taken.report;
+    deliver(&mut master, &agent_address(), newer.clone());
+    let commands = deliver(
+        &mut master,
+        &agent_address(),
+        Message::ReregisterAgent(older),
+    );
+    assert!(sent_to(&commands, &agent_address()).is_empty(), "ignored");
+    let view = &master.agent_directory().expect("leads").agents()[&agent_id(1)];
+    assert_eq!(view.tasks[&(framework(), task())].state, TaskState::Running);
+    // A copy of the attempt taken (its answer was lost) is answered again.
+    let commands = deliver(&mut master, &agent_address(), newer);
+    assert_eq!(
+        sent_to(&commands, &agent_address()),
+        [Message::AgentReregistered(AgentRegistered {
+            term: Term(2),
+            agent: agent_id(1),
+            report: taken,
+        })]
+    );
+}
+
 #[test]
 fn a_kill_goes_to_the_agent_that_runs_the_task() {
     let (mut master, offer) = leader_with_offer();
@@ -1165,7 +1357,7 @@ fn tasks_of_a_removed_framework_are_killed_when_their_agent_re_registers() {
     let commands = deliver(
         &mut master,
         &agent_address(),
-        reregister(agent_id(1), TaskState::Running),
+        reregister_in(Term(2), agent_id(1), TaskState::Running),
     );
     assert!(matches!(
         &sent_to(&commands, &agent_address())[..],

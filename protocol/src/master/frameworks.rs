@@ -1067,9 +1067,10 @@ impl Master {
 
     /// A scheduler asks for its tasks' latest states. The leader answers what it knows: a
     /// task's state on an agent registered with it, `UNREACHABLE` or `GONE` from the
-    /// registry, and `UNKNOWN` for a task no agent that re-registered holds. A task on an
-    /// admitted agent that has not re-registered yet gets no answer; the scheduler asks
-    /// again.
+    /// registry, `DROPPED` for a task its agent re-registered without (the launch was lost,
+    /// for example with the leader that sent it), and `UNKNOWN` for a task on an agent the
+    /// registry does not hold. A task on an admitted agent that has not re-registered yet
+    /// gets no answer; the scheduler asks again.
     pub(super) fn handle_reconcile(
         &mut self,
         from: &Address,
@@ -1117,16 +1118,39 @@ impl Master {
             }
             let status =
                 hint.and_then(|agent| self.registry.agents().get(&agent).map(|r| r.status));
-            let registered = hint
-                .and_then(|agent| agents.agents().get(&agent))
-                .is_some_and(|view| view.registered);
+            let view = hint.and_then(|agent| agents.agents().get(&agent));
+            let registered = view.is_some_and(|view| view.registered);
+            let reported = view.is_some_and(|view| view.reported);
+            // An offer of the agent that the framework still holds: an accept launching the
+            // task on it may be on its way.
+            let offered = self.framework_directory().is_some_and(|directory| {
+                directory
+                    .offers
+                    .values()
+                    .any(|offer| offer.framework == framework && Some(offer.agent) == *hint)
+            });
             let answer = match status {
                 Some(AgentStatus::Unreachable { .. }) => {
                     Some((TaskState::Unreachable, TaskStatusReason::AgentUnreachable))
                 }
                 Some(AgentStatus::Gone) => Some((TaskState::Gone, TaskStatusReason::AgentGone)),
                 Some(AgentStatus::Admitted) if !registered => None,
-                _ => Some((TaskState::Unknown, TaskStatusReason::Reconciliation)),
+                // Its agent re-registered with this leader and does not hold it, and the
+                // framework holds no offer of the agent to launch it with: the launch never
+                // reached the agent, and never will. The agent's report was made in this
+                // term (`handle_reregister_agent`), after which it obeys no older leader
+                // (E3); this leader's own launches are in its view, an accept still on its
+                // way names an outstanding offer (ids are never reused), and a newer
+                // leader's launch would fence this answer off at the scheduler. (A task that
+                // ran and ended is forgotten by its agent only once the framework
+                // acknowledged its end, which the framework recorded first, so nothing
+                // follows it there.)
+                Some(AgentStatus::Admitted) if reported && !offered => {
+                    Some((TaskState::Dropped, TaskStatusReason::Reconciliation))
+                }
+                Some(AgentStatus::Admitted) | None => {
+                    Some((TaskState::Unknown, TaskStatusReason::Reconciliation))
+                }
             };
             if let Some((state, reason)) = answer {
                 answers.push((task.clone(), *hint, state, reason));

@@ -376,7 +376,8 @@ fn after_subscribing_the_scheduler_reconciles_until_every_task_is_answered() {
         sent(out.commands())[..],
         [(_, Message::Reconcile(_))]
     ));
-    // Answered: not acknowledged (a reconciliation answer needs none), and not asked again.
+    // UNREACHABLE: not acknowledged (a reconciliation answer needs none), and asked again,
+    // since the leader can say more once the agent is back.
     let commands = deliver(
         &mut scheduler,
         2,
@@ -386,6 +387,19 @@ fn after_subscribing_the_scheduler_reconciles_until_every_task_is_answered() {
             TaskState::Unreachable,
             StatusSource::Reconciliation,
         ),
+    );
+    assert!(sent(&commands).is_empty());
+    let mut out = Outbox::new();
+    scheduler.handle_timer(SchedulerTimer::Reconcile, &mut out);
+    assert!(matches!(
+        sent(out.commands())[..],
+        [(_, Message::Reconcile(_))]
+    ));
+    // Answered for good (the agent came back without the task): not asked again.
+    let commands = deliver(
+        &mut scheduler,
+        2,
+        status(3, "t1", TaskState::Dropped, StatusSource::Reconciliation),
     );
     assert!(sent(&commands).is_empty());
     let mut out = Outbox::new();
