@@ -257,13 +257,47 @@ fn decoding_refuses_non_canonical_or_double_counted_lists() {
         key: ResourceKey::unreserved("mem"),
         value: ResourceValue::Scalar(Quantity::ZERO),
     };
-    for list in [vec![cpus.clone(), cpus.clone()], vec![zero]] {
+    let mem = Resource {
+        key: ResourceKey::unreserved("mem"),
+        value: ResourceValue::Scalar(Quantity::from_thousandths(1)),
+    };
+    let ports = |key: ResourceKey, ranges: &[ValueRange]| Resource {
+        key,
+        value: ResourceValue::Ranges(
+            RangeSet::from_ranges(ranges.iter().copied()).expect("valid ranges"),
+        ),
+    };
+    let port_range = ValueRange { start: 1, end: 2 };
+    let ports_key = ResourceKey::unreserved("ports");
+    let mut ports_on_a_volume = ResourceKey::unreserved("ports");
+    ports_on_a_volume.volume = Some(PersistentVolume {
+        id: VolumeId::new("v").expect("valid"),
+        container_path: ContainerPath::new("data").expect("valid"),
+    });
+    for list in [
+        vec![cpus.clone(), cpus.clone()],
+        vec![zero],
+        vec![mem.clone(), cpus.clone()],
+        vec![ports(ports_key.clone(), &[port_range]), cpus.clone()],
+        vec![cpus.clone(), ports(ports_key.clone(), &[])],
+        vec![
+            ports(ports_key.clone(), &[port_range]),
+            ports(ports_key.clone(), &[ValueRange { start: 5, end: 6 }]),
+        ],
+        vec![ports(ports_on_a_volume, &[port_range])],
+    ] {
         let bytes = postcard::to_allocvec(&list).expect("encodes");
         assert!(
             postcard::from_bytes::<Resources>(&bytes).is_err(),
             "{list:?}"
         );
     }
+    let canonical = vec![cpus, mem, ports(ports_key, &[port_range])];
+    let bytes = postcard::to_allocvec(&canonical).expect("encodes");
+    assert_eq!(
+        postcard::from_bytes::<Resources>(&bytes).map(|resources| resources.to_list()),
+        Ok(canonical)
+    );
     let unsorted = vec![
         ValueRange { start: 5, end: 6 },
         ValueRange { start: 1, end: 2 },
