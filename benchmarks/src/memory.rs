@@ -176,7 +176,7 @@ pub fn run(options: &MemoryOptions) -> anyhow::Result<()> {
     let before = ProcessMemory::read()?;
     println!(
         "sizes: ResourceKey {} B, Resources {} B, TaskView {} B, AgentView {} B, \
-         AgentRecord {} B (a B-tree leaf holds up to 11 keys)",
+         AgentRecord {} B",
         std::mem::size_of::<berth_protocol::resources::ResourceKey>(),
         std::mem::size_of::<Resources>(),
         std::mem::size_of::<berth_protocol::master::TaskView>(),

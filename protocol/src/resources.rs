@@ -19,9 +19,9 @@
 //! [`Resources::parse`]; `cpus(ops):2` is a *static* reservation of two cpus for role `ops`.
 
 use alloc::boxed::Box;
-use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
+use core::cmp::Ordering;
 use core::fmt;
 use core::str::FromStr;
 
@@ -477,24 +477,31 @@ pub struct Resource {
 }
 
 /// A bag of resources with exact, checked arithmetic. See the [module docs](self).
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+///
+/// The entries are kept in two vectors sorted by key rather than in maps: most bags hold a
+/// handful of entries (a task's `cpus`, `mem` and `disk`), and a B-tree allocates a node with
+/// room for eleven keys however few it holds, which made a master with tens of thousands of
+/// agents spend most of its memory on empty key slots. Sorted vectors compare, order and hash
+/// exactly as the maps did (entry by entry, scalars before ranges), so the state a model
+/// checker hashes is the same.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(
     try_from = "BoundedVec<Resource, RESOURCE_ENTRIES_MAX>",
     into = "Vec<Resource>"
 )]
 pub struct Resources {
-    /// Never holds a zero quantity.
-    scalars: BTreeMap<ResourceKey, Quantity>,
-    /// Never holds an empty set or a key with a volume.
-    ranges: BTreeMap<ResourceKey, RangeSet>,
+    /// Sorted by key, each key once; never holds a zero quantity.
+    scalars: Vec<(ResourceKey, Quantity)>,
+    /// Sorted by key, each key once; never holds an empty set or a key with a volume.
+    ranges: Vec<(ResourceKey, RangeSet)>,
 }
 
 impl Resources {
     /// No resources.
     pub const fn new() -> Resources {
         Resources {
-            scalars: BTreeMap::new(),
-            ranges: BTreeMap::new(),
+            scalars: Vec::new(),
+            ranges: Vec::new(),
         }
     }
 
@@ -502,7 +509,7 @@ impl Resources {
     pub fn scalar(key: ResourceKey, quantity: Quantity) -> Resources {
         let mut resources = Resources::new();
         if !quantity.is_zero() {
-            resources.scalars.insert(key, quantity);
+            resources.scalars = alloc::vec![(key, quantity)];
         }
         resources
     }
@@ -513,7 +520,7 @@ impl Resources {
         key.volume = None;
         let mut resources = Resources::new();
         if !set.is_empty() {
-            resources.ranges.insert(key, set);
+            resources.ranges = alloc::vec![(key, set)];
         }
         resources
     }
@@ -557,14 +564,14 @@ impl Resources {
         self.scalars.is_empty() && self.ranges.is_empty()
     }
 
-    /// The scalar entries.
+    /// The scalar entries, in key order.
     pub fn scalars(&self) -> impl Iterator<Item = (&ResourceKey, Quantity)> {
         self.scalars.iter().map(|(key, quantity)| (key, *quantity))
     }
 
-    /// The range entries.
+    /// The range entries, in key order.
     pub fn range_sets(&self) -> impl Iterator<Item = (&ResourceKey, &RangeSet)> {
-        self.ranges.iter()
+        self.ranges.iter().map(|(key, set)| (key, set))
     }
 
     /// Every entry, as owned [`Resource`] values, scalars first.
@@ -600,18 +607,8 @@ impl Resources {
     /// The entries whose key satisfies `keep`.
     pub fn filter(&self, mut keep: impl FnMut(&ResourceKey) -> bool) -> Resources {
         Resources {
-            scalars: self
-                .scalars
-                .iter()
-                .filter(|(key, _)| keep(key))
-                .map(|(key, quantity)| (key.clone(), *quantity))
-                .collect(),
-            ranges: self
-                .ranges
-                .iter()
-                .filter(|(key, _)| keep(key))
-                .map(|(key, set)| (key.clone(), set.clone()))
-                .collect(),
+            scalars: entries_kept(&self.scalars, &mut keep),
+            ranges: entries_kept(&self.ranges, &mut keep),
         }
     }
 
@@ -632,44 +629,33 @@ impl Resources {
 
     /// Whether `other` is wholly inside `self`. A persistent volume is contained only whole.
     pub fn contains(&self, other: &Resources) -> bool {
-        let scalars = other.scalars.iter().all(|(key, wanted)| {
-            self.scalars.get(key).is_some_and(|held| {
-                if key.volume.is_some() {
-                    held == wanted
-                } else {
-                    held >= wanted
-                }
-            })
-        });
-        scalars
-            && other.ranges.iter().all(|(key, wanted)| {
-                self.ranges
-                    .get(key)
-                    .is_some_and(|held| wanted.is_subset(held))
-            })
+        entries_cover(&self.scalars, &other.scalars, |key, held, wanted| {
+            if key.volume.is_some() {
+                held == wanted
+            } else {
+                held >= wanted
+            }
+        }) && entries_cover(&self.ranges, &other.ranges, |_, held, wanted| {
+            wanted.is_subset(held)
+        })
     }
 
     /// `self + other`.
     ///
     /// Fails if the sum would count a persistent volume or a range value twice, or overflow.
     pub fn checked_add(&self, other: &Resources) -> Result<Resources, ResourcesError> {
-        let mut sum = self.clone();
-        for (key, quantity) in &other.scalars {
-            let entry = sum.scalars.entry(key.clone()).or_insert(Quantity::ZERO);
-            if key.volume.is_some() && !entry.is_zero() {
+        let scalars = entries_merged(&self.scalars, &other.scalars, |key, held, added| {
+            if key.volume.is_some() {
                 return Err(ResourcesError::DuplicateVolume(Box::new(key.clone())));
             }
-            *entry = entry
-                .checked_add(*quantity)
-                .ok_or_else(|| ResourcesError::Overflow(Box::new(key.clone())))?;
-        }
-        for (key, set) in &other.ranges {
-            let entry = sum.ranges.entry(key.clone()).or_default();
-            *entry = entry
-                .disjoint_union(set)
-                .ok_or_else(|| ResourcesError::OverlappingRanges(Box::new(key.clone())))?;
-        }
-        Ok(sum)
+            held.checked_add(*added)
+                .ok_or_else(|| ResourcesError::Overflow(Box::new(key.clone())))
+        })?;
+        let ranges = entries_merged(&self.ranges, &other.ranges, |key, held, added| {
+            held.disjoint_union(added)
+                .ok_or_else(|| ResourcesError::OverlappingRanges(Box::new(key.clone())))
+        })?;
+        Ok(Resources { scalars, ranges })
     }
 
     /// The same resources under other keys: `rekey` gives each entry its new key. Fails if
@@ -688,9 +674,12 @@ impl Resources {
         Ok(result)
     }
 
-    /// Every key of the bag.
+    /// Every key of the bag, scalars first, each part in key order.
     pub fn keys(&self) -> impl Iterator<Item = &ResourceKey> {
-        self.scalars.keys().chain(self.ranges.keys())
+        self.scalars
+            .iter()
+            .map(|(key, _)| key)
+            .chain(self.ranges.iter().map(|(key, _)| key))
     }
 
     /// The same resources with every reservation and volume removed: what an agent's
@@ -712,29 +701,172 @@ impl Resources {
         if !self.contains(other) {
             return Err(ResourcesError::NotContained);
         }
-        let mut difference = self.clone();
-        for (key, quantity) in &other.scalars {
-            let held = difference
-                .scalars
-                .get_mut(key)
-                .expect("contained keys are present");
-            *held = held.checked_sub(*quantity).expect("contained amounts fit");
-            if held.is_zero() {
-                difference.scalars.remove(key);
-            }
-        }
-        for (key, set) in &other.ranges {
-            let held = difference
-                .ranges
-                .get_mut(key)
-                .expect("contained keys are present");
-            *held = held.difference(set);
-            if held.is_empty() {
-                difference.ranges.remove(key);
-            }
-        }
-        Ok(difference)
+        Ok(Resources {
+            scalars: entries_reduced(&self.scalars, &other.scalars, |held, taken| {
+                let rest = held.checked_sub(*taken).expect("contained amounts fit");
+                (!rest.is_zero()).then_some(rest)
+            }),
+            ranges: entries_reduced(&self.ranges, &other.ranges, |held, taken| {
+                let rest = held.difference(taken);
+                (!rest.is_empty()).then_some(rest)
+            }),
+        })
     }
+
+    /// The bag a list in canonical form describes (what [`Resources::to_list`] writes), or
+    /// the list back if it is not in that form. Takes no sums: in canonical form no key
+    /// appears twice.
+    fn from_canonical_list(list: Vec<Resource>) -> Result<Resources, Vec<Resource>> {
+        let mut scalar_count = 0;
+        let mut previous: Option<&Resource> = None;
+        for resource in &list {
+            let in_order = match previous {
+                None => true,
+                Some(previous) => match (&previous.value, &resource.value) {
+                    (ResourceValue::Scalar(_), ResourceValue::Ranges(_)) => true,
+                    (ResourceValue::Ranges(_), ResourceValue::Scalar(_)) => false,
+                    _ => previous.key < resource.key,
+                },
+            };
+            let canonical = match &resource.value {
+                ResourceValue::Scalar(quantity) => {
+                    scalar_count += 1;
+                    !quantity.is_zero()
+                }
+                ResourceValue::Ranges(set) => !set.is_empty() && resource.key.volume.is_none(),
+            };
+            if !in_order || !canonical {
+                return Err(list);
+            }
+            previous = Some(resource);
+        }
+        let mut resources = Resources {
+            scalars: Vec::with_capacity(scalar_count),
+            ranges: Vec::with_capacity(list.len() - scalar_count),
+        };
+        for resource in list {
+            match resource.value {
+                ResourceValue::Scalar(quantity) => resources.scalars.push((resource.key, quantity)),
+                ResourceValue::Ranges(set) => resources.ranges.push((resource.key, set)),
+            }
+        }
+        Ok(resources)
+    }
+}
+
+impl fmt::Debug for Resources {
+    /// Writes each part as a map from key to value.
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("Resources")
+            .field("scalars", &EntriesDebug(&self.scalars))
+            .field("ranges", &EntriesDebug(&self.ranges))
+            .finish()
+    }
+}
+
+/// Sorted entries, written as a map.
+struct EntriesDebug<'entries, V>(&'entries [(ResourceKey, V)]);
+
+impl<V: fmt::Debug> fmt::Debug for EntriesDebug<'_, V> {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_map()
+            .entries(self.0.iter().map(|(key, value)| (key, value)))
+            .finish()
+    }
+}
+
+/// The entries whose key satisfies `keep`, in an allocation of exactly their size.
+fn entries_kept<V: Clone>(
+    entries: &[(ResourceKey, V)],
+    keep: &mut impl FnMut(&ResourceKey) -> bool,
+) -> Vec<(ResourceKey, V)> {
+    let mut kept = Vec::with_capacity(entries.len());
+    kept.extend(entries.iter().filter(|(key, _)| keep(key)).cloned());
+    kept.shrink_to_fit();
+    kept
+}
+
+/// Whether every key of `wanted` is in `held` with a value that `covers` the wanted one.
+/// Both are sorted by key, so one pass over each suffices.
+fn entries_cover<V>(
+    held: &[(ResourceKey, V)],
+    wanted: &[(ResourceKey, V)],
+    mut covers: impl FnMut(&ResourceKey, &V, &V) -> bool,
+) -> bool {
+    let mut held = held.iter();
+    wanted.iter().all(|(key, wanted_value)| {
+        for (held_key, held_value) in held.by_ref() {
+            match held_key.cmp(key) {
+                Ordering::Less => {}
+                Ordering::Equal => return covers(key, held_value, wanted_value),
+                Ordering::Greater => return false,
+            }
+        }
+        false
+    })
+}
+
+/// The union of two entry lists sorted by key, sorted by key; `combine` joins the values of
+/// a key both hold, or fails. Entries are combined in key order, so the error returned is
+/// the one of the first key that fails.
+fn entries_merged<V: Clone>(
+    left: &[(ResourceKey, V)],
+    right: &[(ResourceKey, V)],
+    mut combine: impl FnMut(&ResourceKey, &V, &V) -> Result<V, ResourcesError>,
+) -> Result<Vec<(ResourceKey, V)>, ResourcesError> {
+    let mut merged = Vec::with_capacity(left.len() + right.len());
+    let (mut left_rest, mut right_rest) = (left, right);
+    while let (Some((left_entry, left_after)), Some((right_entry, right_after))) =
+        (left_rest.split_first(), right_rest.split_first())
+    {
+        match left_entry.0.cmp(&right_entry.0) {
+            Ordering::Less => {
+                merged.push(left_entry.clone());
+                left_rest = left_after;
+            }
+            Ordering::Greater => {
+                merged.push(right_entry.clone());
+                right_rest = right_after;
+            }
+            Ordering::Equal => {
+                let value = combine(&left_entry.0, &left_entry.1, &right_entry.1)?;
+                merged.push((left_entry.0.clone(), value));
+                left_rest = left_after;
+                right_rest = right_after;
+            }
+        }
+    }
+    merged.extend_from_slice(left_rest);
+    merged.extend_from_slice(right_rest);
+    merged.shrink_to_fit();
+    Ok(merged)
+}
+
+/// `held` with the entries of `taken` taken away: `reduce` gives what remains of a value, or
+/// `None` if nothing does. Every key of `taken` must be in `held` (the caller checked
+/// containment); both are sorted by key.
+fn entries_reduced<V: Clone>(
+    held: &[(ResourceKey, V)],
+    taken: &[(ResourceKey, V)],
+    mut reduce: impl FnMut(&V, &V) -> Option<V>,
+) -> Vec<(ResourceKey, V)> {
+    let mut taken = taken.iter().peekable();
+    let mut rest = Vec::with_capacity(held.len());
+    for (key, value) in held {
+        match taken.next_if(|(taken_key, _)| taken_key == key) {
+            Some((_, taken_value)) => {
+                if let Some(remaining) = reduce(value, taken_value) {
+                    rest.push((key.clone(), remaining));
+                }
+            }
+            None => rest.push((key.clone(), value.clone())),
+        }
+    }
+    assert!(taken.next().is_none(), "contained keys are present");
+    rest.shrink_to_fit();
+    rest
 }
 
 impl From<Resource> for Resources {
@@ -750,7 +882,12 @@ impl TryFrom<BoundedVec<Resource, RESOURCE_ENTRIES_MAX>> for Resources {
     type Error = ResourcesError;
     /// Decoding refuses a list that double-counts anything, or is not canonical.
     fn try_from(list: BoundedVec<Resource, RESOURCE_ENTRIES_MAX>) -> Result<Self, Self::Error> {
-        let list = list.into_vec();
+        // The canonical list every encoder writes is taken as it is; any other is summed
+        // entry by entry to find the first double count, if any, and otherwise refused.
+        let list = match Resources::from_canonical_list(list.into_vec()) {
+            Ok(resources) => return Ok(resources),
+            Err(list) => list,
+        };
         let mut resources = Resources::new();
         for resource in &list {
             resources = resources.checked_add(&Resources::from(resource.clone()))?;
@@ -780,10 +917,9 @@ impl fmt::Display for Resources {
     /// volume or dynamic reservation; those are written as `disk(role,principal)[id:path]`.
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut entries: Vec<(&ResourceKey, String)> = self
-            .scalars
-            .iter()
+            .scalars()
             .map(|(key, quantity)| (key, quantity.to_string()))
-            .chain(self.ranges.iter().map(|(key, set)| (key, set.to_string())))
+            .chain(self.range_sets().map(|(key, set)| (key, set.to_string())))
             .collect();
         entries.sort_by_key(|(key, _)| *key);
         for (index, (key, value)) in entries.iter().enumerate() {

@@ -257,19 +257,140 @@ fn decoding_refuses_non_canonical_or_double_counted_lists() {
         key: ResourceKey::unreserved("mem"),
         value: ResourceValue::Scalar(Quantity::ZERO),
     };
-    for list in [vec![cpus.clone(), cpus.clone()], vec![zero]] {
+    let mem = Resource {
+        key: ResourceKey::unreserved("mem"),
+        value: ResourceValue::Scalar(Quantity::from_thousandths(1)),
+    };
+    let ports = |key: ResourceKey, ranges: &[ValueRange]| Resource {
+        key,
+        value: ResourceValue::Ranges(
+            RangeSet::from_ranges(ranges.iter().copied()).expect("valid ranges"),
+        ),
+    };
+    let port_range = ValueRange { start: 1, end: 2 };
+    let ports_key = ResourceKey::unreserved("ports");
+    let mut ports_on_a_volume = ResourceKey::unreserved("ports");
+    ports_on_a_volume.volume = Some(PersistentVolume {
+        id: VolumeId::new("v").expect("valid"),
+        container_path: ContainerPath::new("data").expect("valid"),
+    });
+    for list in [
+        vec![cpus.clone(), cpus.clone()],
+        vec![zero],
+        vec![mem.clone(), cpus.clone()],
+        vec![ports(ports_key.clone(), &[port_range]), cpus.clone()],
+        vec![cpus.clone(), ports(ports_key.clone(), &[])],
+        vec![
+            ports(ports_key.clone(), &[port_range]),
+            ports(ports_key.clone(), &[ValueRange { start: 5, end: 6 }]),
+        ],
+        vec![ports(ports_on_a_volume, &[port_range])],
+    ] {
         let bytes = postcard::to_allocvec(&list).expect("encodes");
         assert!(
             postcard::from_bytes::<Resources>(&bytes).is_err(),
             "{list:?}"
         );
     }
+    let canonical = vec![cpus, mem, ports(ports_key, &[port_range])];
+    let bytes = postcard::to_allocvec(&canonical).expect("encodes");
+    assert_eq!(
+        postcard::from_bytes::<Resources>(&bytes).map(|resources| resources.to_list()),
+        Ok(canonical)
+    );
     let unsorted = vec![
         ValueRange { start: 5, end: 6 },
         ValueRange { start: 1, end: 2 },
     ];
     let bytes = postcard::to_allocvec(&unsorted).expect("encodes");
     assert!(postcard::from_bytes::<RangeSet>(&bytes).is_err());
+}
+
+/// A bag with every kind of key: unreserved, static and dynamic reservations, a persistent
+/// volume, scalars and ranges.
+fn every_kind_of_key() -> Resources {
+    parse("cpus:4;mem:8192;ports:[31000-32000,33000-33099];cpus(ops):0.5")
+        .checked_add(&volume("db-1", 100))
+        .expect("disjoint")
+}
+
+/// The wire form of [`every_kind_of_key`], as written when `Resources` was two `BTreeMap`s:
+/// a change of representation must not change a byte of it.
+const EVERY_KIND_OF_KEY_WIRE: &[u8] = &[
+    5, 4, 99, 112, 117, 115, 0, 0, 0, 160, 31, 4, 99, 112, 117, 115, 1, 3, 111, 112, 115, 0, 0,
+    244, 3, 4, 100, 105, 115, 107, 2, 2, 100, 98, 5, 97, 108, 105, 99, 101, 1, 4, 100, 98, 45, 49,
+    4, 100, 97, 116, 97, 0, 160, 141, 6, 3, 109, 101, 109, 0, 0, 0, 128, 128, 244, 3, 5, 112, 111,
+    114, 116, 115, 0, 0, 1, 2, 152, 242, 1, 128, 250, 1, 232, 129, 2, 203, 130, 2,
+];
+
+#[test]
+fn wire_form_is_unchanged() {
+    let bag = every_kind_of_key();
+    assert_eq!(
+        postcard::to_allocvec(&bag).expect("encodes"),
+        EVERY_KIND_OF_KEY_WIRE
+    );
+    assert_eq!(
+        postcard::from_bytes::<Resources>(EVERY_KIND_OF_KEY_WIRE),
+        Ok(bag)
+    );
+}
+
+#[test]
+fn debug_form_shows_maps() {
+    let bag = parse("cpus:1;ports:[1-2]");
+    assert_eq!(
+        alloc::format!("{bag:?}"),
+        "Resources { scalars: {ResourceKey { name: \"cpus\", reservation: Unreserved, volume: None }: \
+         Quantity(1000)}, ranges: {ResourceKey { name: \"ports\", reservation: Unreserved, volume: \
+         None }: RangeSet([ValueRange { start: 1, end: 2 }])} }"
+    );
+}
+
+/// Records what is hashed, so that two values can be shown to hash alike under any hasher.
+#[derive(Default)]
+struct HashRecorder(Vec<u8>);
+
+impl core::hash::Hasher for HashRecorder {
+    fn finish(&self) -> u64 {
+        0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+    }
+}
+
+fn hashed(value: &impl core::hash::Hash) -> Vec<u8> {
+    let mut recorder = HashRecorder::default();
+    value.hash(&mut recorder);
+    recorder.0
+}
+
+/// The bag as two maps, the representation `Resources` had first. The model checker's state
+/// counts depend on `Resources` ordering and hashing exactly as these do.
+fn as_maps(
+    bag: &Resources,
+) -> (
+    alloc::collections::BTreeMap<ResourceKey, Quantity>,
+    alloc::collections::BTreeMap<ResourceKey, RangeSet>,
+) {
+    (
+        bag.scalars()
+            .map(|(key, quantity)| (key.clone(), quantity))
+            .collect(),
+        bag.range_sets()
+            .map(|(key, set)| (key.clone(), set.clone()))
+            .collect(),
+    )
+}
+
+#[test]
+fn hashes_and_orders_as_maps_of_every_kind_of_key() {
+    let bag = every_kind_of_key();
+    assert_eq!(hashed(&bag), hashed(&as_maps(&bag)));
+    let smaller = bag.unreserved();
+    assert_eq!(bag.cmp(&smaller), as_maps(&bag).cmp(&as_maps(&smaller)));
 }
 
 fn arbitrary_resources() -> impl Strategy<Value = Resources> {
@@ -331,6 +452,14 @@ proptest! {
     fn wire_form_round_trips(a in arbitrary_resources()) {
         let bytes = postcard::to_allocvec(&a).expect("encodes");
         prop_assert_eq!(postcard::from_bytes::<Resources>(&bytes).expect("decodes"), a);
+    }
+
+    #[test]
+    fn hashes_and_orders_as_maps(a in arbitrary_resources(), b in arbitrary_resources()) {
+        prop_assert_eq!(hashed(&a), hashed(&as_maps(&a)));
+        prop_assert_eq!(a.cmp(&b), as_maps(&a).cmp(&as_maps(&b)));
+        prop_assert_eq!(a.partial_cmp(&b), as_maps(&a).partial_cmp(&as_maps(&b)));
+        prop_assert_eq!(a == b, as_maps(&a) == as_maps(&b));
     }
 
     #[test]
