@@ -23,6 +23,7 @@
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 
+use super::tasks::AgentTasks;
 use super::{ElectionRole, Master, MasterTimer, Waiter};
 use crate::ids::{AgentId, ExecutorId, FrameworkId, IdSequence, TaskId, UpdateId};
 use crate::message::{
@@ -84,8 +85,8 @@ pub struct AgentView {
     /// Whether the agent registered or re-registered with this leader, so that its tasks
     /// are known and its resources can be offered.
     pub registered: bool,
-    /// Its tasks, with their latest known states.
-    pub tasks: BTreeMap<(FrameworkId, TaskId), TaskView>,
+    /// Its tasks, with their latest known states (and what the live ones use, summed).
+    pub tasks: AgentTasks,
     /// The sequence number of the last ping sent.
     pub ping: u64,
     /// Whether that ping is unanswered.
@@ -374,7 +375,7 @@ impl Master {
                 agent,
                 AgentView {
                     registered: true,
-                    tasks,
+                    tasks: AgentTasks::from(tasks),
                     total: Some(reregister.info.resources.clone()),
                     ..AgentView::default()
                 },
@@ -435,23 +436,31 @@ impl Master {
                 None => return,
             }
         }
-        let task = view.tasks.entry(key).or_insert(TaskView {
-            executor: None,
-            state: update.state,
-            update: None,
-            resources: Resources::new(),
-            launch: None,
-        });
-        task.launch = None;
-        let ended = !task.state.is_terminal() && update.state.is_terminal();
-        if task.update.is_none_or(|recorded| update.update > recorded) {
-            task.state = update.state;
-            task.update = Some(update.update);
+        if !view.tasks.contains_key(&key) {
+            view.tasks.insert(
+                key.clone(),
+                TaskView {
+                    executor: None,
+                    state: update.state,
+                    update: None,
+                    resources: Resources::new(),
+                    launch: None,
+                },
+            );
         }
+        let ended = view.tasks.update(&key, |task| {
+            task.launch = None;
+            let ended = !task.state.is_terminal() && update.state.is_terminal();
+            if task.update.is_none_or(|recorded| update.update > recorded) {
+                task.state = update.state;
+                task.update = Some(update.update);
+            }
+            ended
+        });
         self.forward_status(update, out);
-        if ended {
+        if ended == Some(true) {
             // Its resources are free again.
-            self.allocate_offers(out);
+            self.request_allocation();
         }
     }
 
@@ -609,12 +618,12 @@ impl Master {
         view.awaiting_pong = false;
         view.missed_pings = 0;
         let mut changed = Vec::new();
-        for (key, task) in &mut view.tasks {
+        view.tasks.update_all(|key, task| {
             if !task.state.is_terminal() {
                 task.state = state;
                 changed.push(key.clone());
             }
-        }
+        });
         for (framework, task) in changed {
             self.generate_status(framework, task, Some(agent), state, reason, out);
         }
