@@ -23,7 +23,7 @@
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 
-use super::tasks::AgentTasks;
+use super::tasks::{AgentTasks, TaskIndex};
 use super::{ElectionRole, Master, MasterTimer, Waiter};
 use crate::ids::{AgentId, ExecutorId, FrameworkId, IdSequence, TaskId, UpdateId};
 use crate::message::{
@@ -55,6 +55,9 @@ pub struct AgentDirectory {
     pub(super) generated: BTreeMap<(FrameworkId, TaskId), GeneratedUpdate>,
     /// Whether the ping timer is armed.
     pinging: bool,
+    /// Which agents hold each task (derived from `agents`; kept up to date wherever a
+    /// task table gains or loses a task).
+    pub(super) index: TaskIndex,
 }
 
 impl AgentDirectory {
@@ -65,6 +68,7 @@ impl AgentDirectory {
             agents: BTreeMap::new(),
             generated: BTreeMap::new(),
             pinging: false,
+            index: TaskIndex::default(),
         }
     }
 
@@ -76,6 +80,30 @@ impl AgentDirectory {
     /// The updates the master generated, by task.
     pub fn generated(&self) -> &BTreeMap<(FrameworkId, TaskId), GeneratedUpdate> {
         &self.generated
+    }
+
+    /// The agents that hold the task, in id order.
+    pub fn agents_holding(&self, key: &(FrameworkId, TaskId)) -> impl Iterator<Item = AgentId> {
+        self.index.agents_of(key)
+    }
+
+    /// Whether the kept task index and sums equal a recomputation (they always should).
+    pub fn derived_data_is_exact(&self) -> bool {
+        self.index.is_exact(&self.agents)
+            && self.agents.values().all(|view| view.tasks.sums_are_exact())
+    }
+
+    /// Records `task` under `key` on `agent`'s table, if the leader has a view of the agent.
+    pub(super) fn insert_task(
+        &mut self,
+        agent: AgentId,
+        key: (FrameworkId, TaskId),
+        task: TaskView,
+    ) {
+        if let Some(view) = self.agents.get_mut(&agent) {
+            self.index.add(agent, &key);
+            view.tasks.insert(key, task);
+        }
     }
 }
 
@@ -230,6 +258,7 @@ impl Master {
             Some(agent) => {
                 // A new agent holds no tasks, whatever an earlier registration left.
                 let view = directory.agents.entry(agent).or_default();
+                directory.index.remove_all(agent, &view.tasks);
                 view.tasks.clear();
                 view.registered = true;
                 (agent, None)
@@ -371,15 +400,29 @@ impl Master {
                     }
                 }
             }
-            directory.agents.insert(
+            let tasks = AgentTasks::from(tasks);
+            directory.index.add_all(agent, &tasks);
+            let previous = directory.agents.insert(
                 agent,
                 AgentView {
                     registered: true,
-                    tasks: AgentTasks::from(tasks),
+                    tasks,
                     total: Some(reregister.info.resources.clone()),
                     ..AgentView::default()
                 },
             );
+            if let Some(previous) = previous {
+                // Forget what only the previous report held (the new one was added above).
+                for key in previous.tasks.keys() {
+                    let still_held = directory
+                        .agents
+                        .get(&agent)
+                        .is_some_and(|view| view.tasks.contains_key(key));
+                    if !still_held {
+                        directory.index.remove(agent, key);
+                    }
+                }
+            }
         }
         self.propose(
             entry,
@@ -432,11 +475,13 @@ impl Master {
             match finished {
                 Some(finished) => {
                     view.tasks.remove(&finished);
+                    directory.index.remove(update.agent, &finished);
                 }
                 None => return,
             }
         }
         if !view.tasks.contains_key(&key) {
+            directory.index.add(update.agent, &key);
             view.tasks.insert(
                 key.clone(),
                 TaskView {

@@ -319,7 +319,9 @@ impl Master {
                 .take()
                 .and_then(|sum| sum.checked_add(&offer.resources).ok());
         }
-        let mut totals: BTreeMap<AgentId, (Resources, Resources)> = BTreeMap::new();
+        // Each agent's available resources: its total less what its live tasks use (kept
+        // summed) and what its outstanding offers hold.
+        let mut totals: BTreeMap<AgentId, (&Resources, Resources)> = BTreeMap::new();
         for (agent, record) in self.registry.agents() {
             let Some(view) = agents.agents().get(agent) else {
                 continue;
@@ -327,19 +329,21 @@ impl Master {
             if record.status != AgentStatus::Admitted || !view.registered {
                 continue;
             }
-            let total = view
-                .total
-                .clone()
-                .unwrap_or_else(|| record.info.resources.clone());
-            let used = view.tasks.used().cloned();
+            let total = view.total.as_ref().unwrap_or(&record.info.resources);
             let offered = offered_by_agent
-                .get(agent)
-                .cloned()
+                .remove(agent)
                 .unwrap_or_else(|| Some(Resources::new()));
-            let available = used
-                .zip(offered)
-                .and_then(|(used, offered)| used.checked_add(&offered).ok())
-                .and_then(|taken| total.checked_sub(&taken).ok());
+            let available = match (view.tasks.used(), offered) {
+                (Some(used), Some(offered)) if used.is_empty() && offered.is_empty() => {
+                    Some(total.clone())
+                }
+                (Some(used), Some(offered)) if offered.is_empty() => total.checked_sub(used).ok(),
+                (Some(used), Some(offered)) => total
+                    .checked_sub(used)
+                    .ok()
+                    .and_then(|rest| rest.checked_sub(&offered).ok()),
+                _ => None,
+            };
             if let Some(available) = available {
                 totals.insert(*agent, (total, available));
             }
@@ -379,7 +383,10 @@ impl Master {
         }
         let agent_resources: BTreeMap<AgentId, AgentResources<'_>> = totals
             .iter()
-            .map(|(agent, (total, available))| (*agent, AgentResources { total, available }))
+            .map(|(agent, (total, available))| {
+                let total: &Resources = total;
+                (*agent, AgentResources { total, available })
+            })
             .collect();
         let weights = self.registry.role_weights().clone();
         let filters = frameworks.filters.clone();
@@ -573,11 +580,9 @@ impl Master {
                 continue;
             };
             pool = rest;
-            if let Some(view) = self
-                .directory_mut_for_launch()
-                .and_then(|agents| agents.get_mut(&agent))
-            {
-                view.tasks.insert(
+            if let Some(agents) = self.agents_mut() {
+                agents.insert_task(
+                    agent,
                     key,
                     TaskView {
                         executor: Some(spec.executor.clone()),
@@ -647,11 +652,7 @@ impl Master {
     fn task_known(&self, framework: FrameworkId, task: &TaskId) -> bool {
         let key = (framework, task.clone());
         self.agent_directory().is_some_and(|agents| {
-            agents
-                .agents()
-                .values()
-                .any(|view| view.tasks.contains_key(&key))
-                || agents.generated().contains_key(&key)
+            agents.index.contains(&key) || agents.generated().contains_key(&key)
         })
     }
 
@@ -1110,10 +1111,10 @@ impl Master {
         };
         let mut answers: Vec<(TaskId, Option<AgentId>, TaskState, TaskStatusReason)> = Vec::new();
         let find = |task: &TaskId| {
-            agents.agents().iter().find_map(|(agent, view)| {
-                view.tasks
-                    .get(&(framework, task.clone()))
-                    .map(|known| (*agent, known.state))
+            let key = (framework, task.clone());
+            agents.agents_holding(&key).find_map(|agent| {
+                let known = agents.agents().get(&agent)?.tasks.get(&key)?;
+                Some((agent, known.state))
             })
         };
         if reconcile.tasks.is_empty() {
@@ -1180,15 +1181,13 @@ impl Master {
         }
         let key = (kill.framework, kill.task.clone());
         let Some(agent) = self.agent_directory().and_then(|agents| {
-            agents
-                .agents()
-                .iter()
-                .find(|(_, view)| {
-                    view.tasks
-                        .get(&key)
-                        .is_some_and(|task| !task.state.is_terminal())
-                })
-                .map(|(agent, _)| *agent)
+            agents.agents_holding(&key).find(|agent| {
+                agents
+                    .agents()
+                    .get(agent)
+                    .and_then(|view| view.tasks.get(&key))
+                    .is_some_and(|task| !task.state.is_terminal())
+            })
         }) else {
             return;
         };

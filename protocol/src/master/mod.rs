@@ -813,12 +813,8 @@ impl Master {
                     "a leader voted for itself"
                 );
                 debug_assert!(
-                    leader
-                        .agents
-                        .agents()
-                        .values()
-                        .all(|view| view.tasks.sums_are_exact()),
-                    "what tasks use is kept summed exactly as they change"
+                    leader.agents.derived_data_is_exact(),
+                    "the task index and what tasks use are kept exactly as tasks change"
                 );
                 debug_assert!(
                     leader

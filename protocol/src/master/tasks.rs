@@ -11,13 +11,13 @@
 //! [`AgentTasks::sums_are_exact`] recomputes them from scratch; the leader asserts it after
 //! every step in debug builds.
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use core::hash::{Hash, Hasher};
 use core::ops::Deref;
 
-use super::agents::TaskView;
+use super::agents::{AgentView, TaskView};
 use crate::bounded::Name;
-use crate::ids::{FrameworkId, TaskId};
+use crate::ids::{AgentId, FrameworkId, TaskId};
 use crate::resources::Resources;
 
 /// One agent's tasks, with their latest known states: read it as the map it dereferences
@@ -275,6 +275,88 @@ impl Hash for AgentTasks {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.tasks.hash(state);
     }
+}
+
+/// Which agents hold each task, by framework and task id: derived from the agents' task
+/// tables, so that finding a task's agent (a launch checks that its task id is new, a kill
+/// and a reconciliation look the task up) costs a lookup instead of a scan of every agent.
+/// Left out of equality and hashing like the sums; the leader asserts in debug builds that
+/// it equals a recomputation.
+#[derive(Clone, Debug, Default)]
+pub(super) struct TaskIndex {
+    agents: BTreeMap<(FrameworkId, TaskId), BTreeSet<AgentId>>,
+}
+
+impl TaskIndex {
+    /// The index of `agents`, from scratch.
+    pub(super) fn of(agents: &BTreeMap<AgentId, AgentView>) -> TaskIndex {
+        let mut index = TaskIndex::default();
+        for (agent, view) in agents {
+            index.add_all(*agent, &view.tasks);
+        }
+        index
+    }
+
+    /// The agents that hold the task, in id order.
+    pub(super) fn agents_of(
+        &self,
+        key: &(FrameworkId, TaskId),
+    ) -> impl Iterator<Item = AgentId> + '_ {
+        self.agents.get(key).into_iter().flatten().copied()
+    }
+
+    /// Whether some agent holds the task.
+    pub(super) fn contains(&self, key: &(FrameworkId, TaskId)) -> bool {
+        self.agents.contains_key(key)
+    }
+
+    /// `agent` holds the task.
+    pub(super) fn add(&mut self, agent: AgentId, key: &(FrameworkId, TaskId)) {
+        self.agents.entry(key.clone()).or_default().insert(agent);
+    }
+
+    /// `agent` no longer holds the task.
+    pub(super) fn remove(&mut self, agent: AgentId, key: &(FrameworkId, TaskId)) {
+        if let Some(agents) = self.agents.get_mut(key) {
+            agents.remove(&agent);
+            if agents.is_empty() {
+                self.agents.remove(key);
+            }
+        }
+    }
+
+    /// `agent` holds every task of `tasks`.
+    pub(super) fn add_all(&mut self, agent: AgentId, tasks: &AgentTasks) {
+        for key in tasks.keys() {
+            self.add(agent, key);
+        }
+    }
+
+    /// `agent` holds none of the tasks of `tasks` any more.
+    pub(super) fn remove_all(&mut self, agent: AgentId, tasks: &AgentTasks) {
+        for key in tasks.keys() {
+            self.remove(agent, key);
+        }
+    }
+
+    /// Whether the index is what a recomputation from `agents` gives (it always should).
+    pub(super) fn is_exact(&self, agents: &BTreeMap<AgentId, AgentView>) -> bool {
+        self.agents == TaskIndex::of(agents).agents
+    }
+}
+
+/// Always equal: the index is derived from the agents' tables, which are compared.
+impl PartialEq for TaskIndex {
+    fn eq(&self, _: &TaskIndex) -> bool {
+        true
+    }
+}
+
+impl Eq for TaskIndex {}
+
+/// Hashes nothing: the index is derived from the agents' tables, which are hashed.
+impl Hash for TaskIndex {
+    fn hash<H: Hasher>(&self, _: &mut H) {}
 }
 
 #[cfg(test)]
