@@ -5,7 +5,7 @@
 //! | `Machine::boot(config, durable)` | `on_start(id, storage)`, storage = durable   |
 //! | `handle_message(from, message)`  | `on_msg(id, state, src, msg)`                |
 //! | `handle_timer(timer)`            | `on_timeout(id, state, timer)`               |
-//! | `end_batch()`                    | after each of the two above, in the same step |
+//! | `end_batch()`                    | after each input above, in the same step     |
 //! | `Command::Send { to, .. }`       | `Out::send(directory[to], ..)`               |
 //! | `Command::SetTimer/CancelTimer`  | `Out::set_timer/cancel_timer`                |
 //! | `Command::Persist(record)`       | `apply(durable, record)`, then `Out::save`   |
