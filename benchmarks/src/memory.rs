@@ -129,6 +129,7 @@ impl Harness {
         let mut out = Outbox::new();
         let started = Instant::now();
         self.master.handle_message(from, message, &mut out);
+        self.master.end_batch(&mut out);
         self.handling += started.elapsed();
         self.execute(out);
     }

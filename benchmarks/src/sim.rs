@@ -100,6 +100,7 @@ impl<M: Machine> SimNode<M> {
                     None => return,
                 },
             }
+            self.machine.end_batch(&mut out);
             self.execute(out, network, host);
         }
     }

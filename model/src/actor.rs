@@ -5,6 +5,7 @@
 //! | `Machine::boot(config, durable)` | `on_start(id, storage)`, storage = durable   |
 //! | `handle_message(from, message)`  | `on_msg(id, state, src, msg)`                |
 //! | `handle_timer(timer)`            | `on_timeout(id, state, timer)`               |
+//! | `end_batch()`                    | after each input above, in the same step     |
 //! | `Command::Send { to, .. }`       | `Out::send(directory[to], ..)`               |
 //! | `Command::SetTimer/CancelTimer`  | `Out::set_timer/cancel_timer`                |
 //! | `Command::Persist(record)`       | `apply(durable, record)`, then `Out::save`   |
@@ -227,8 +228,10 @@ impl<M> MachineActor<M>
 where
     M: Machine + Clone + Debug + PartialEq + Hash,
 {
-    /// Runs one input on a copy of the state and replaces the state only if it changed, so
-    /// that stateright can still prune no-op steps.
+    /// Runs one input on a copy of the state, then ends the batch (every input is a batch of
+    /// one: the finest batching a driver may choose, so the checker sees each deferred step
+    /// at the earliest point it can run), and replaces the state only if it changed, so that
+    /// stateright can still prune no-op steps.
     fn step(
         &self,
         state: &mut Cow<MachineState<M>>,
@@ -238,6 +241,7 @@ where
         let mut next = state.as_ref().clone();
         let mut outbox = Outbox::new();
         input(&mut next.machine, &mut outbox);
+        next.machine.end_batch(&mut outbox);
         if self.execute(&mut outbox, &mut next.durable, out) {
             out.save(next.durable.clone());
         }

@@ -6,9 +6,9 @@
 //! role weights, each framework's role, whether it wants offers and what it is allocated
 //! (its tasks and its outstanding offers), and the active decline filters. The allocator keeps
 //! nothing between calls, so the master, the model checker and the simulator get the same
-//! offers from the same view. The master calls it every [`ALLOCATION_INTERVAL_DEFAULT`] and
-//! after events that add resources or demand (an agent registers, a task ends, an offer is
-//! declined or rescinded, a framework subscribes or revives). A decline installs a filter for
+//! offers from the same view. The master calls it every [`ALLOCATION_INTERVAL_DEFAULT`] and,
+//! once per batch of inputs, after events that add resources or demand (an agent registers,
+//! a task ends, an offer is declined or rescinded, a framework subscribes or revives). A decline installs a filter for
 //! that framework and agent, by default for [`DECLINE_FILTER_DEFAULT`]; the master expires it.
 //!
 //! # Algorithm

@@ -21,7 +21,8 @@
 //!  message ------>| handle_message       |--- writes --->| SetTimer { timer, range } |
 //!  timer fired -->| handle_timer         |               | CancelTimer(timer)        |
 //!  local event -->| handle_event         |               | Persist(record)  <barrier>|
-//!                 +----------------------+               | Act(action)               |
+//!  batch ends --->| end_batch            |               | Act(action)               |
+//!                 +----------------------+               |                           |
 //!                                                        +-------------+-------------+
 //!                                                                      |
 //!               driver: for each command, in order                     v
@@ -48,6 +49,10 @@
 //! 5. **The network is unreliable**: the driver may lose, duplicate, delay or reorder any
 //!    message, and the protocol stays safe. Safety rests on terms and persisted state, never
 //!    on a timer firing in time.
+//! 6. **End each batch.** After one or more inputs (say, every message that was already
+//!    waiting), and before waiting for the next one, call [`Machine::end_batch`] and execute
+//!    its outbox: the machine does there what it deferred to once per batch (the master
+//!    allocates offers). Calling it after every input is correct too, only slower under load.
 //!
 //! A crash can happen between any two inputs; because of rule 3 and a lossy network, "persisted
 //! but not yet sent" needs no special handling.

@@ -299,4 +299,15 @@ pub trait Machine: Sized {
     fn handle_event(&mut self, event: Self::Event, out: &mut Outbox<Self>) {
         let _ = (event, out);
     }
+
+    /// Ends a batch of inputs: does the work the machine deferred while it handled them, so
+    /// that a burst of inputs pays for it once. The driver calls it after one or more
+    /// inputs, at the latest before it waits for the next input, and executes its outbox
+    /// like any step's. Calling it after every input is always correct (the model checker
+    /// does); a driver that never calls it leaves deferred work to the machine's timers,
+    /// only later. The master allocates offers here; roles without deferred work keep this
+    /// default, which does nothing.
+    fn end_batch(&mut self, out: &mut Outbox<Self>) {
+        let _ = out;
+    }
 }

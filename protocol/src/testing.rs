@@ -2,6 +2,8 @@
 //! manual time, and emulated executors and volume directories. Enabled by the `testing`
 //! feature (and in this crate's own tests).
 //!
+//! Every input is a batch of one: each is followed by [`Machine::end_batch`].
+//!
 //! Everything is deterministic: messages take [`Cluster::latency`] to arrive and are
 //! delivered in the order sent; a timer fires at a point of its range drawn from the cluster's
 //! seed; the only other source of choice is the test itself (crash a node, cut a link, finish
@@ -68,6 +70,7 @@ impl<M: Machine> Node<M> {
         let machine = self.machine.as_mut()?;
         let mut out = Outbox::new();
         machine.handle_timer(timer, &mut out);
+        machine.end_batch(&mut out);
         Some(out)
     }
 }
@@ -505,6 +508,7 @@ impl Cluster {
         };
         let mut out = Outbox::new();
         machine.handle_event(event, &mut out);
+        machine.end_batch(&mut out);
         self.execute_scheduler(&at, out);
     }
 
@@ -629,6 +633,7 @@ impl Cluster {
         {
             let mut out = Outbox::new();
             machine.handle_message(from, message, &mut out);
+            machine.end_batch(&mut out);
             self.execute_master(to, out);
         } else if let Some(machine) = self
             .agents
@@ -637,6 +642,7 @@ impl Cluster {
         {
             let mut out = Outbox::new();
             machine.handle_message(from, message, &mut out);
+            machine.end_batch(&mut out);
             self.execute_agent(to, out);
         } else if let Some(machine) = self
             .schedulers
@@ -645,6 +651,7 @@ impl Cluster {
         {
             let mut out = Outbox::new();
             machine.handle_message(from, message, &mut out);
+            machine.end_batch(&mut out);
             self.execute_scheduler(to, out);
         }
     }
@@ -759,6 +766,7 @@ impl Cluster {
         };
         let mut out = Outbox::new();
         machine.handle_event(event, &mut out);
+        machine.end_batch(&mut out);
         self.execute_agent(at, out);
     }
 
@@ -800,6 +808,7 @@ impl Cluster {
                 if let Some(machine) = host.node.machine.as_mut() {
                     let mut next = Outbox::new();
                     machine.handle_event(event, &mut next);
+                    machine.end_batch(&mut next);
                     pending.push_back(next);
                 }
             }

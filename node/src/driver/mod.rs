@@ -44,6 +44,11 @@
 //!    before the driver sleeps again, so a replaced or cancelled setting never fires.
 //! 5. **The network is unreliable**, and the driver does not hide it: [`MessageSink::send`]
 //!    never waits, and a message the transport cannot queue is dropped.
+//! 6. **End each batch.** After a step, if no message or event is waiting in its channels
+//!    (or [`BATCH_INPUTS_MAX`] inputs were handled since the last batch ended), the driver
+//!    calls [`Machine::end_batch`] and executes its outbox like a step's. Under load the
+//!    master thus allocates offers once per burst of messages instead of after each of them;
+//!    when idle, every input is a batch of one.
 //!
 //! Shutdown is looked at only between steps, so a clean stop never leaves an outbox half
 //! executed; only a storage failure does, and then the process exits and recovers from disk,
@@ -80,6 +85,10 @@ pub use timers::{Timers, draw_delay};
 
 use crate::storage::{StorageError, Store};
 use crate::transport::Network;
+
+/// The most inputs the driver handles before it ends a batch even though more are waiting,
+/// so that deferred work (the master's allocation) waits for at most this many steps.
+pub const BATCH_INPUTS_MAX: usize = 256;
 
 /// The default number of records appended after which the store is compacted.
 pub const COMPACTION_RECORDS_DEFAULT: u64 = 1024;
@@ -280,6 +289,7 @@ where
         self.execute(&mut outbox, sink, act).await?;
         self.publish_status();
         tokio::pin!(shutdown);
+        let mut batch_inputs = 0;
         loop {
             let deadline = self.timers.next_deadline();
             let input: Input<M> = tokio::select! {
@@ -305,6 +315,14 @@ where
                 Input::Event(event) => self.machine.handle_event(event, &mut outbox),
             }
             self.execute(&mut outbox, sink, act).await?;
+            batch_inputs += 1;
+            let waiting =
+                !inbox.is_empty() || events.as_ref().is_some_and(|events| !events.is_empty());
+            if !waiting || batch_inputs >= BATCH_INPUTS_MAX {
+                self.machine.end_batch(&mut outbox);
+                self.execute(&mut outbox, sink, act).await?;
+                batch_inputs = 0;
+            }
             self.publish_status();
             if was_event {
                 self.events_processed.send_modify(|count| *count += 1);

@@ -23,6 +23,7 @@
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 
+use super::tasks::{AgentTasks, TaskIndex};
 use super::{ElectionRole, Master, MasterTimer, Mutation, Waiter};
 use crate::ids::{AgentId, ExecutorId, FrameworkId, IdSequence, OperationId, TaskId, UpdateId};
 use crate::message::{
@@ -54,6 +55,9 @@ pub struct AgentDirectory {
     pub(super) generated: BTreeMap<(FrameworkId, TaskId), GeneratedUpdate>,
     /// Whether the ping timer is armed.
     pinging: bool,
+    /// Which agents hold each task (derived from `agents`; kept up to date wherever a
+    /// task table gains or loses a task).
+    pub(super) index: TaskIndex,
 }
 
 impl AgentDirectory {
@@ -64,6 +68,7 @@ impl AgentDirectory {
             agents: BTreeMap::new(),
             generated: BTreeMap::new(),
             pinging: false,
+            index: TaskIndex::default(),
         }
     }
 
@@ -75,6 +80,30 @@ impl AgentDirectory {
     /// The updates the master generated, by task.
     pub fn generated(&self) -> &BTreeMap<(FrameworkId, TaskId), GeneratedUpdate> {
         &self.generated
+    }
+
+    /// The agents that hold the task, in id order.
+    pub fn agents_holding(&self, key: &(FrameworkId, TaskId)) -> impl Iterator<Item = AgentId> {
+        self.index.agents_of(key)
+    }
+
+    /// Whether the kept task index and sums equal a recomputation (they always should).
+    pub fn derived_data_is_exact(&self) -> bool {
+        self.index.is_exact(&self.agents)
+            && self.agents.values().all(|view| view.tasks.sums_are_exact())
+    }
+
+    /// Records `task` under `key` on `agent`'s table, if the leader has a view of the agent.
+    pub(super) fn insert_task(
+        &mut self,
+        agent: AgentId,
+        key: (FrameworkId, TaskId),
+        task: TaskView,
+    ) {
+        if let Some(view) = self.agents.get_mut(&agent) {
+            self.index.add(agent, &key);
+            view.tasks.insert(key, task);
+        }
     }
 }
 
@@ -91,8 +120,8 @@ pub struct AgentView {
     /// The number of the newest registration attempt taken from it: an older one is a copy
     /// the network delayed, which would roll the view back.
     pub report: u64,
-    /// Its tasks, with their latest known states.
-    pub tasks: BTreeMap<(FrameworkId, TaskId), TaskView>,
+    /// Its tasks, with their latest known states (and what the live ones use, summed).
+    pub tasks: AgentTasks,
     /// The sequence number of the last ping sent.
     pub ping: u64,
     /// Whether that ping is unanswered.
@@ -239,6 +268,7 @@ impl Master {
                 // this is a copy of an attempt already taken, or a delayed one of an older
                 // attempt: answered only (the agent ignores an answer to an older attempt).
                 if register.report > view.report {
+                    directory.index.remove_all(agent, &view.tasks);
                     view.tasks.clear();
                     view.registered = true;
                     view.reported = false;
@@ -447,7 +477,9 @@ impl Master {
                     pending_operations.push((*framework, operation.clone()));
                 }
             }
-            directory.agents.insert(
+            let tasks = AgentTasks::from(tasks);
+            directory.index.add_all(agent, &tasks);
+            let previous = directory.agents.insert(
                 agent,
                 AgentView {
                     registered: true,
@@ -459,6 +491,18 @@ impl Master {
                     ..AgentView::default()
                 },
             );
+            if let Some(previous) = previous {
+                // Forget what only the previous report held (the new one was added above).
+                for key in previous.tasks.keys() {
+                    let still_held = directory
+                        .agents
+                        .get(&agent)
+                        .is_some_and(|view| view.tasks.contains_key(key));
+                    if !still_held {
+                        directory.index.remove(agent, key);
+                    }
+                }
+            }
         }
         self.propose(
             entry,
@@ -511,27 +555,37 @@ impl Master {
             match finished {
                 Some(finished) => {
                     view.tasks.remove(&finished);
+                    directory.index.remove(update.agent, &finished);
                 }
                 None => return,
             }
         }
-        let task = view.tasks.entry(key).or_insert(TaskView {
-            executor: None,
-            state: update.state,
-            update: None,
-            resources: Resources::new(),
-            launch: None,
-        });
-        task.launch = None;
-        let ended = !task.state.is_terminal() && update.state.is_terminal();
-        if task.update.is_none_or(|recorded| update.update > recorded) {
-            task.state = update.state;
-            task.update = Some(update.update);
+        if !view.tasks.contains_key(&key) {
+            directory.index.add(update.agent, &key);
+            view.tasks.insert(
+                key.clone(),
+                TaskView {
+                    executor: None,
+                    state: update.state,
+                    update: None,
+                    resources: Resources::new(),
+                    launch: None,
+                },
+            );
         }
+        let ended = view.tasks.update(&key, |task| {
+            task.launch = None;
+            let ended = !task.state.is_terminal() && update.state.is_terminal();
+            if task.update.is_none_or(|recorded| update.update > recorded) {
+                task.state = update.state;
+                task.update = Some(update.update);
+            }
+            ended
+        });
         self.forward_status(update, out);
-        if ended {
+        if ended == Some(true) {
             // Its resources are free again.
-            self.allocate_offers(out);
+            self.request_allocation();
         }
     }
 
@@ -689,12 +743,12 @@ impl Master {
         view.awaiting_pong = false;
         view.missed_pings = 0;
         let mut changed = Vec::new();
-        for (key, task) in &mut view.tasks {
+        view.tasks.update_all(|key, task| {
             if !task.state.is_terminal() {
                 task.state = state;
                 changed.push(key.clone());
             }
-        }
+        });
         for (framework, task) in changed {
             self.generate_status(framework, task, Some(agent), state, reason, out);
         }

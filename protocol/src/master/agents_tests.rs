@@ -103,15 +103,19 @@ fn boot(count: u8, durable: &MasterDurable) -> (Master, Commands) {
     (master, out.drain().collect())
 }
 
+/// Delivers `message` as a batch of one (the batch ends after it).
 fn deliver(master: &mut Master, from: &Address, message: Message) -> Commands {
     let mut out = Outbox::new();
     master.handle_message(from, message, &mut out);
+    master.end_batch(&mut out);
     out.drain().collect()
 }
 
+/// Fires `timer` as a batch of one.
 fn fire(master: &mut Master, timer: MasterTimer) -> Commands {
     let mut out = Outbox::new();
     master.handle_timer(timer, &mut out);
+    master.end_batch(&mut out);
     out.drain().collect()
 }
 
@@ -1454,4 +1458,41 @@ fn a_duplicated_accept_does_not_drop_the_task_it_launched() {
     );
     let view = &master.agent_directory().expect("leads").agents()[&agent_id(1)];
     assert_eq!(view.tasks[&(framework(), task())].state, TaskState::Staging);
+}
+
+#[test]
+fn a_batch_of_inputs_is_allocated_once_when_it_ends() {
+    let (mut master, offer) = leader_with_offer();
+    // Two inputs that each ask for an allocation: a launch of all the offer holds (nothing
+    // left, so no decline filter), and the task's end, which frees it again.
+    let mut out = Outbox::new();
+    master.handle_message(
+        &scheduler_address(),
+        launch(offer.offer, "t1", "cpus:4"),
+        &mut out,
+    );
+    master.handle_message(
+        &agent_address(),
+        status_update(agent_id(1), TaskState::Finished, 0),
+        &mut out,
+    );
+    let during: Commands = out.drain().collect();
+    assert!(
+        offers_in(&during).is_empty(),
+        "nothing is allocated before the batch ends"
+    );
+    master.end_batch(&mut out);
+    let ended: Commands = out.drain().collect();
+    let offers = offers_in(&ended);
+    assert_eq!(offers.len(), 1, "one allocation for the whole batch");
+    assert_eq!(
+        offers[0].resources.to_string(),
+        "cpus:4",
+        "the ended task's resources are free again"
+    );
+    master.end_batch(&mut out);
+    assert!(
+        out.is_empty(),
+        "a batch with nothing pending allocates nothing"
+    );
 }

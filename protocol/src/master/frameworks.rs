@@ -7,9 +7,13 @@
 //!   hears its id once the entry commits. A subscription with an existing id is a failover:
 //!   the previous scheduler hears [`Message::FrameworkReplaced`]; statuses and offers go to
 //!   the new one.
-//! * **Offers.** After every commit, every launch and every acknowledged end of a task, the
-//!   leader runs the [allocator](crate::allocator) over the agents registered with it (their
-//!   totals, less their tasks and outstanding offers) and the frameworks that want offers.
+//! * **Offers.** After every commit, every launch and every end of a task (and a decline, a
+//!   revive, a subscription, ...), the leader runs the [allocator](crate::allocator) over
+//!   the agents registered with it (their totals, less their live tasks and outstanding
+//!   offers) and the frameworks that want offers: once per batch of inputs, when the driver
+//!   ends the batch ([`Machine::end_batch`](crate::Machine::end_batch)), and on every ping
+//!   round. What the live tasks use is kept summed per agent and framework as tasks change
+//!   ([`AgentTasks`](super::AgentTasks)), so a cycle costs O(agents + offers), not O(tasks).
 //!   An offer is outstanding until it is accepted or declined, or its agent becomes
 //!   unreachable.
 //! * **Launch.** An accept names offers of one agent and operations. A launch whose task id
@@ -29,7 +33,7 @@ use alloc::vec::Vec;
 
 use super::{ElectionRole, Master, MasterTimer, Waiter};
 use crate::allocator::{AgentResources, Cluster, FrameworkDemand, allocate};
-use crate::bounded::BoundedVec;
+use crate::bounded::{BoundedVec, Name};
 use crate::ids::OperationId;
 use crate::ids::{AgentId, FrameworkId, IdSequence, OfferId, TaskId};
 use crate::message::{
@@ -42,11 +46,12 @@ use crate::message::{RescindOffer, SubscriptionRefusal, SubscriptionRefused};
 use crate::note::Note;
 use crate::operation::{self, Conversion, Permission};
 use crate::registry::{AgentStatus, LogIndex, RegistryEntry};
-use crate::resources::Resources;
+use crate::resources::{Quantity, Reservation, ResourceKey, Resources};
 use crate::task::{TaskState, TaskStatusReason};
 use crate::{Address, DurationRange, Outbox};
 
 use super::agents::{GENERATED_UPDATES_MAX, GeneratedUpdate, TaskView};
+use super::tasks::add_scalars;
 
 /// The leader's soft state about frameworks and offers.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -66,6 +71,9 @@ pub struct FrameworkDirectory {
     /// to this leader: ping rounds since this leader began (F1: a scheduler that died during
     /// a failover is noticed too).
     absent: BTreeMap<FrameworkId, u32>,
+    /// Whether an input of the current batch freed resources or added demand, so that the
+    /// allocator runs when the batch ends ([`Machine::end_batch`](crate::Machine::end_batch)).
+    allocation_pending: bool,
 }
 
 impl FrameworkDirectory {
@@ -77,6 +85,7 @@ impl FrameworkDirectory {
             filters: BTreeSet::new(),
             ping: 0,
             absent: BTreeMap::new(),
+            allocation_pending: false,
         }
     }
 
@@ -265,11 +274,31 @@ impl Master {
             },
             out,
         );
-        self.allocate_offers(out);
+        self.request_allocation();
+    }
+
+    /// Leader: something freed resources or added demand; the allocator runs once the
+    /// current batch of inputs ends, however many inputs asked for it.
+    pub(super) fn request_allocation(&mut self) {
+        if let Some(directory) = self.frameworks_mut() {
+            directory.allocation_pending = true;
+        }
+    }
+
+    /// Leader: runs the allocator if an input of the batch that ends asked for it.
+    pub(super) fn allocate_if_pending(&mut self, out: &mut Outbox<Master>) {
+        if let Some(directory) = self.frameworks_mut()
+            && core::mem::take(&mut directory.allocation_pending)
+        {
+            self.allocate_offers(out);
+        }
     }
 
     /// Leader: offers what is free to the frameworks that want offers.
     pub(super) fn allocate_offers(&mut self, out: &mut Outbox<Master>) {
+        if let Some(directory) = self.frameworks_mut() {
+            directory.allocation_pending = false;
+        }
         let term = self.term();
         let (Some(agents), Some(frameworks)) = (self.agent_directory(), self.framework_directory())
         else {
@@ -290,7 +319,9 @@ impl Master {
                 .take()
                 .and_then(|sum| sum.checked_add(&offer.resources).ok());
         }
-        let mut totals: BTreeMap<AgentId, (Resources, Resources)> = BTreeMap::new();
+        // Each agent's available resources: its total less what its live tasks use (kept
+        // summed) and what its outstanding offers hold.
+        let mut totals: BTreeMap<AgentId, (&Resources, Resources)> = BTreeMap::new();
         for (agent, record) in self.registry.agents() {
             let Some(view) = agents.agents().get(agent) else {
                 continue;
@@ -298,46 +329,43 @@ impl Master {
             if record.status != AgentStatus::Admitted || !view.registered {
                 continue;
             }
-            let total = view
-                .total
-                .clone()
-                .unwrap_or_else(|| record.info.resources.clone());
-            let used = view
-                .tasks
-                .values()
-                .filter(|task| !task.state.is_terminal())
-                .try_fold(Resources::new(), |sum, task| {
-                    sum.checked_add(&task.resources).ok()
-                });
+            let total = view.total.as_ref().unwrap_or(&record.info.resources);
             let offered = offered_by_agent
-                .get(agent)
-                .cloned()
+                .remove(agent)
                 .unwrap_or_else(|| Some(Resources::new()));
-            let available = used
-                .zip(offered)
-                .and_then(|(used, offered)| used.checked_add(&offered).ok())
-                .and_then(|taken| total.checked_sub(&taken).ok());
+            let available = match (view.tasks.used(), offered) {
+                (Some(used), Some(offered)) if used.is_empty() && offered.is_empty() => {
+                    Some(total.clone())
+                }
+                (Some(used), Some(offered)) if offered.is_empty() => total.checked_sub(used).ok(),
+                (Some(used), Some(offered)) => total
+                    .checked_sub(used)
+                    .ok()
+                    .and_then(|rest| rest.checked_sub(&offered).ok()),
+                _ => None,
+            };
             if let Some(available) = available {
                 totals.insert(*agent, (total, available));
             }
         }
-        let mut allocations: BTreeMap<FrameworkId, Resources> = BTreeMap::new();
+        // Each framework's allocation, its live tasks (summed as they change) and its
+        // outstanding offers, as scalar amounts by name: all that fair sharing reads.
+        let mut sums: BTreeMap<FrameworkId, BTreeMap<Name, u128>> = BTreeMap::new();
         for view in agents.agents().values() {
-            for ((framework, _), task) in &view.tasks {
-                if !task.state.is_terminal() {
-                    let sum = allocations.entry(*framework).or_default();
-                    if let Ok(new) = sum.checked_add(&task.resources) {
-                        *sum = new;
-                    }
+            for (framework, used) in view.tasks.framework_sums() {
+                let sum = sums.entry(*framework).or_default();
+                for (name, amount) in used {
+                    *sum.entry(name.clone()).or_insert(0) += amount;
                 }
             }
         }
         for offer in frameworks.offers.values() {
-            let sum = allocations.entry(offer.framework).or_default();
-            if let Ok(new) = sum.checked_add(&offer.resources) {
-                *sum = new;
-            }
+            add_scalars(sums.entry(offer.framework).or_default(), &offer.resources);
         }
+        let allocations: BTreeMap<FrameworkId, Resources> = sums
+            .into_iter()
+            .map(|(framework, sum)| (framework, scalars_by_name(sum)))
+            .collect();
         let nothing = Resources::new();
         let mut demands = BTreeMap::new();
         for (framework, view) in &frameworks.frameworks {
@@ -355,7 +383,10 @@ impl Master {
         }
         let agent_resources: BTreeMap<AgentId, AgentResources<'_>> = totals
             .iter()
-            .map(|(agent, (total, available))| (*agent, AgentResources { total, available }))
+            .map(|(agent, (total, available))| {
+                let total: &Resources = total;
+                (*agent, AgentResources { total, available })
+            })
             .collect();
         let weights = self.registry.role_weights().clone();
         let filters = frameworks.filters.clone();
@@ -494,7 +525,7 @@ impl Master {
                     ),
                 }
             }
-            self.allocate_offers(out);
+            self.request_allocation();
             return;
         };
         if let Some(directory) = self.frameworks_mut() {
@@ -549,11 +580,9 @@ impl Master {
                 continue;
             };
             pool = rest;
-            if let Some(view) = self
-                .directory_mut_for_launch()
-                .and_then(|agents| agents.get_mut(&agent))
-            {
-                view.tasks.insert(
+            if let Some(agents) = self.agents_mut() {
+                agents.insert_task(
+                    agent,
                     key,
                     TaskView {
                         executor: Some(spec.executor.clone()),
@@ -606,7 +635,7 @@ impl Master {
                 })),
             );
         }
-        self.allocate_offers(out);
+        self.request_allocation();
     }
 
     /// Where an admitted agent is; `None` for an unknown, unreachable or gone one.
@@ -623,11 +652,7 @@ impl Master {
     fn task_known(&self, framework: FrameworkId, task: &TaskId) -> bool {
         let key = (framework, task.clone());
         self.agent_directory().is_some_and(|agents| {
-            agents
-                .agents()
-                .values()
-                .any(|view| view.tasks.contains_key(&key))
-                || agents.generated().contains_key(&key)
+            agents.index.contains(&key) || agents.generated().contains_key(&key)
         })
     }
 
@@ -760,7 +785,7 @@ impl Master {
                 })),
             );
         }
-        self.allocate_offers(out);
+        self.request_allocation();
     }
 
     /// A scheduler declines offers.
@@ -794,7 +819,7 @@ impl Master {
         for agent in declined {
             self.install_filter(decline.framework, agent, out);
         }
-        self.allocate_offers(out);
+        self.request_allocation();
     }
 
     /// A scheduler wants offers again.
@@ -823,7 +848,7 @@ impl Master {
                 out.cancel_timer(MasterTimer::DeclineFilter(framework, agent));
             }
         }
-        self.allocate_offers(out);
+        self.request_allocation();
     }
 
     /// Passes an agent's update to the task's scheduler, if one is subscribed; the agent
@@ -918,7 +943,8 @@ impl Master {
         }
         self.resend_operations(out);
         self.resend_launches(out);
-        // The allocation interval (Mesos: 1 s): whatever an event did not offer yet.
+        // The allocation interval (Mesos: 1 s): whatever an event did not offer yet, and
+        // what a batch left pending.
         self.allocate_offers(out);
         let term = self.term();
         let max_missed = self.config.max_missed_pings;
@@ -1086,10 +1112,10 @@ impl Master {
         };
         let mut answers: Vec<(TaskId, Option<AgentId>, TaskState, TaskStatusReason)> = Vec::new();
         let find = |task: &TaskId| {
-            agents.agents().iter().find_map(|(agent, view)| {
-                view.tasks
-                    .get(&(framework, task.clone()))
-                    .map(|known| (*agent, known.state))
+            let key = (framework, task.clone());
+            agents.agents_holding(&key).find_map(|agent| {
+                let known = agents.agents().get(&agent)?.tasks.get(&key)?;
+                Some((agent, known.state))
             })
         };
         if reconcile.tasks.is_empty() {
@@ -1179,15 +1205,13 @@ impl Master {
         }
         let key = (kill.framework, kill.task.clone());
         let Some(agent) = self.agent_directory().and_then(|agents| {
-            agents
-                .agents()
-                .iter()
-                .find(|(_, view)| {
-                    view.tasks
-                        .get(&key)
-                        .is_some_and(|task| !task.state.is_terminal())
-                })
-                .map(|(agent, _)| *agent)
+            agents.agents_holding(&key).find(|agent| {
+                agents
+                    .agents()
+                    .get(agent)
+                    .and_then(|view| view.tasks.get(&key))
+                    .is_some_and(|task| !task.state.is_terminal())
+            })
         }) else {
             return;
         };
@@ -1250,7 +1274,7 @@ impl Master {
             return;
         }
         self.rescind(offer, out);
-        self.allocate_offers(out);
+        self.request_allocation();
     }
 
     /// The framework is offered nothing of the agent for the decline filter's time.
@@ -1265,16 +1289,11 @@ impl Master {
     }
 
     /// A decline filter ended: the agent may be offered to the framework again.
-    pub(super) fn end_decline_filter(
-        &mut self,
-        framework: FrameworkId,
-        agent: AgentId,
-        out: &mut Outbox<Master>,
-    ) {
+    pub(super) fn end_decline_filter(&mut self, framework: FrameworkId, agent: AgentId) {
         if let Some(directory) = self.frameworks_mut()
             && directory.filters.remove(&(framework, agent))
         {
-            self.allocate_offers(out);
+            self.request_allocation();
         }
     }
 }
@@ -1438,6 +1457,25 @@ impl Master {
             agents.generated.retain(|(owner, _), _| *owner != framework);
         }
     }
+}
+
+/// Scalar amounts by name (thousandths) as unreserved resources, each capped at the largest
+/// quantity (fair sharing saturates there too).
+fn scalars_by_name(sums: BTreeMap<Name, u128>) -> Resources {
+    let mut resources = Resources::new();
+    for (name, amount) in sums {
+        let amount = u64::try_from(amount).unwrap_or(u64::MAX);
+        let key = ResourceKey {
+            name,
+            reservation: Reservation::Unreserved,
+            volume: None,
+        };
+        let one = Resources::scalar(key, Quantity::from_thousandths(amount));
+        resources = resources
+            .checked_add(&one)
+            .expect("each name is added once, and an unreserved key holds no volume");
+    }
+    resources
 }
 
 #[cfg(feature = "mutations")]

@@ -102,6 +102,7 @@ mod agents;
 mod election;
 mod frameworks;
 mod log;
+mod tasks;
 
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::sync::Arc;
@@ -113,6 +114,7 @@ use core::time::Duration;
 pub use agents::{AgentDirectory, AgentView, GENERATED_UPDATES_MAX, GeneratedUpdate, TaskView};
 pub use frameworks::{FrameworkDirectory, FrameworkView, OutstandingOffer};
 pub use log::{LOG_ENTRIES_MAX, MasterDurable, MasterRecord, RaftLog};
+pub use tasks::AgentTasks;
 
 use crate::ids::{MasterId, Term};
 use crate::message::{
@@ -747,7 +749,7 @@ impl Master {
             }
         }
         if !committed.is_empty() {
-            self.allocate_offers(out);
+            self.request_allocation();
         }
         self.compact_if_due(out);
     }
@@ -815,6 +817,10 @@ impl Master {
                     "a leader voted for itself"
                 );
                 debug_assert!(
+                    leader.agents.derived_data_is_exact(),
+                    "the task index and what tasks use are kept exactly as tasks change"
+                );
+                debug_assert!(
                     leader
                         .progress
                         .values()
@@ -866,6 +872,9 @@ impl Machine for Master {
         } else {
             out.set_timer(MasterTimer::Election, master.config.election_timeout);
         }
+        // A lone master leads (and commits) at once: boot ends its own batch, so a booted
+        // master has nothing pending.
+        master.allocate_if_pending(out);
         master.check_invariants();
         Ok(master)
     }
@@ -956,10 +965,18 @@ impl Machine for Master {
                 self.handle_framework_failover(framework, out);
             }
             MasterTimer::DeclineFilter(framework, agent) => {
-                self.end_decline_filter(framework, agent, out);
+                self.end_decline_filter(framework, agent);
             }
             MasterTimer::OfferTimeout(offer) => self.offer_timed_out(offer, out),
         }
+        self.check_invariants();
+    }
+
+    /// Runs the allocator once if any input of the batch freed resources or added demand
+    /// (a commit, an accept, a decline, a task's end, a subscription, ...): however many
+    /// inputs a batch holds, it costs one allocation cycle.
+    fn end_batch(&mut self, out: &mut Outbox<Master>) {
+        self.allocate_if_pending(out);
         self.check_invariants();
     }
 }
