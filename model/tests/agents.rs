@@ -55,7 +55,7 @@ fn the_default_configuration_holds_to_depth_ten() {
     assert_eq!(checker.unique_state_count(), PINNED_DEFAULT_DEPTH_10);
 }
 
-const PINNED_DEFAULT_DEPTH_10: usize = 46_341;
+const PINNED_DEFAULT_DEPTH_10: usize = 58_486;
 
 #[test]
 fn a_task_runs_finishes_and_both_updates_are_acknowledged() {
@@ -144,10 +144,13 @@ fn a1_catches_a_task_failed_while_its_executor_may_still_run_it() {
 
 #[test]
 fn e3_catches_an_agent_that_obeys_a_lower_term() {
+    // Depth 12: the old leader's answer to a registration no longer shows the bug, since
+    // the agent ignores an answer to an older attempt whatever its term; a later command
+    // of the old term (a ping) does.
     catches(
         AgentsConfig::default(),
         AgentMutation::ObeyLowerTerm,
-        8,
+        12,
         "E3 the agent never obeys a lower term",
     );
 }
@@ -168,4 +171,4 @@ fn a_host_reboot_loses_running_tasks_safely() {
     assert_eq!(checker.unique_state_count(), PINNED_REBOOT_DEPTH_14);
 }
 
-const PINNED_REBOOT_DEPTH_14: usize = 103_750;
+const PINNED_REBOOT_DEPTH_14: usize = 104_604;

@@ -9,7 +9,13 @@
 //!   same address finds its admission in the log and adds nothing.
 //! * **Re-registration.** A known agent's report rebuilds the leader's view of its tasks. An
 //!   unreachable agent is readmitted ([`RegistryEntry::AgentReadmitted`], committed before
-//!   the answer) and its tasks resume; a gone agent is told to shut down.
+//!   the answer) and its tasks resume; a gone agent is told to shut down. A report is taken
+//!   only if the agent made it after hearing of the leader's term (else the agent is told
+//!   the term, [`LeaderChanged`], and reports again), so it holds every task an older
+//!   leader's launch will ever start there (E3); and only if it is newer than the last one
+//!   taken (reports are numbered by registration attempt), so a copy the network delayed
+//!   cannot roll the view back. Launches and resource operations the leader sent that the
+//!   report does not show are kept and resent.
 //! * **Failover.** A new leader calls every admitted or unreachable agent in its registry
 //!   ([`LeaderChanged`]) instead of waiting for them to notice.
 //! * **Health.** The leader pings every admitted agent each ping interval; after
@@ -24,7 +30,7 @@ use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 
 use super::tasks::{AgentTasks, TaskIndex};
-use super::{ElectionRole, Master, MasterTimer, Mutation, Waiter};
+use super::{ElectionRole, Master, MasterTimer, Waiter};
 use crate::ids::{AgentId, ExecutorId, FrameworkId, IdSequence, OperationId, TaskId, UpdateId};
 use crate::message::{
     AGENT_TASKS_MAX, AgentOperation, AgentRegistered, LeaderChanged, Message, Ping, Pong,
@@ -314,7 +320,7 @@ impl Master {
             return;
         }
         let term = self.term();
-        if reregister.highest_term < term && !self.mutated(Mutation::AdmitReportsOfOlderTerms) {
+        if reregister.highest_term < term {
             // Made before the agent heard of this term: an older leader's launch could still
             // reach it and run, unreported. Once it has this term it obeys no older leader
             // (E3), so a report made then is complete, and a task it lacks never ran there

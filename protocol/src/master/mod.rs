@@ -170,10 +170,6 @@ pub enum Mutation {
     /// A new leader counts a disconnected framework's failover time as spent under the old
     /// leader and arms its timer with nothing left, instead of in full (F1).
     FailoverTimerNotRearmed,
-    /// An agent's re-registration made before it heard of the leader's term is admitted as
-    /// it is, so a launch of an older leader can still run unreported, and reconciliation
-    /// answers `DROPPED` for a task that runs (A1).
-    AdmitReportsOfOlderTerms,
 }
 
 /// A master's configuration: who it is, who its peers are, and its timing.
