@@ -168,4 +168,4 @@ fn a_host_reboot_loses_running_tasks_safely() {
     assert_eq!(checker.unique_state_count(), PINNED_REBOOT_DEPTH_14);
 }
 
-const PINNED_REBOOT_DEPTH_14: usize = 93_919;
+const PINNED_REBOOT_DEPTH_14: usize = 93_750;
