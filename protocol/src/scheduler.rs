@@ -54,24 +54,25 @@
 //!   holds its resources. The launch is persisted before the accept leaves, so a restarted
 //!   scheduler does not launch a task twice. Offers not used are declined.
 //!
-//! # Failover, as seen from a scheduler
+//! # A leader's crash, as its scheduler sees it
 //!
 //! ```text
-//!  scheduler                 m1 (leader, t1)           m2                  m3
-//!     |                        X  killed                |                   |
-//!     |-- ConnectionLost(m1) from the runtime           |                   |
-//!     |-- Subscribe{f} ------> (no connection)          |                   |
-//!     |-- Subscribe{f} ---------------------------------> LeaderHint{t1,m1} |
-//!     |-- Subscribe{f} -----------------------------------------------------> LeaderHint{t1,m1}
-//!     |   ... election: m3 leads t2 ...                                     |
-//!     |-- (retry) Subscribe{f} to all ------------------> LeaderHint{t2,m3} |
-//!     |                                                                     |-> Subscribed{t2,f}
-//!     |<-- Offers{t2} ------------------------------------------------------|
+//!  scheduler                         m1 (leads t1)     m2                m3
+//!     |  its connection to m1 ends     X killed          |                 |
+//!     |  (ConnectionLost from the runtime)               |                 |
+//!     |-- Subscribe{f} to m1, m2 and m3 ---------------->|---------------->|
+//!     |<--------------------------------- LeaderHint{t1, m1} from m2 and m3
+//!     |        ... m2 and m3 elect m3 in t2: an election timeout ...
+//!     |-- (retry) Subscribe{f} to m1, m2 and m3 -------->|---------------->|
+//!     |<-------------------------------------------------------- Subscribed{t2, f}
+//!     |<-------------------------------------------------------- Offers{t2, ..}
 //! ```
 //!
-//! After a kill the scheduler asks at once, but the masters need an election timeout to
-//! agree on a successor; the answer that subscribes it comes with the first retry after the
-//! election (or a follower's hint naming the new leader, which it follows at once).
+//! The scheduler asks at once, before the survivors have a leader; the round that finds
+//! the new leader is the first retry ([`SUBSCRIPTION_RETRY_DEFAULT`]) after the election,
+//! or a follower's hint naming it. So the time from the crash to the scheduler's new
+//! subscription is the election plus at most one retry, and the first offer follows at
+//! once if the new leader has resources to offer.
 
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -97,10 +98,16 @@ use crate::resources::Resources;
 use crate::task::{TaskState, TaskStatusReason};
 use crate::{Address, DurationRange, Machine, Outbox};
 
-/// The default wait between subscription attempts: a randomized 500–1000 ms.
+/// The default wait between subscription attempts: a randomized 250–500 ms.
+///
+/// Short, because a scheduler that lost its leader asks before the masters have elected a
+/// successor (an election takes at least the masters' election timeout, 500–1000 ms by
+/// default), and what it then waits after the election is up to one retry. A round is
+/// cheap: one [`Subscribe`] per master, which a follower answers with a [`LeaderHint`] and
+/// a leader with [`Subscribed`]. A subscribed scheduler does not retry.
 pub const SUBSCRIPTION_RETRY_DEFAULT: DurationRange = DurationRange {
-    min: Duration::from_millis(500),
-    max: Duration::from_millis(1000),
+    min: Duration::from_millis(250),
+    max: Duration::from_millis(500),
 };
 /// The default first wait before reconciling again the tasks still without an answer.
 pub const RECONCILE_RETRY_INITIAL_DEFAULT: Duration = Duration::from_secs(1);
