@@ -48,6 +48,9 @@
 //! 5. **The network is unreliable**: the driver may lose, duplicate, delay or reorder any
 //!    message, and the protocol stays safe. Safety rests on terms and persisted state, never
 //!    on a timer firing in time.
+//!    A driver that sees a connection to a peer end may say so where a role takes it as an
+//!    event (a scheduler's [`ConnectionLost`](scheduler::SchedulerEvent::ConnectionLost)):
+//!    it only makes a failover faster, and a driver that cannot tell loses only time.
 //!
 //! A crash can happen between any two inputs; because of rule 3 and a lossy network, "persisted
 //! but not yet sent" needs no special handling.
