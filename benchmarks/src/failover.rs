@@ -10,7 +10,8 @@
 //!   agent machines of [`launch`](crate::launch): those dial the master and do not listen,
 //!   so a new leader could not call them as it calls real agents after a failover.
 //! * **Framework.** One protocol [`Scheduler`] in this process (state in memory, its own
-//!   connection, default settings unless `--framework-silence-ms` is given). It launches
+//!   connection, default settings unless `--framework-silence-ms` is given), told when a
+//!   connection of its network ends, as `berth run` tells its scheduler. It launches
 //!   `--tasks` tasks (`sleep 3600`, each taking most of an agent's cpus, so they land on
 //!   different agents) and keeps one more task queued that no agent can hold, so that it
 //!   always wants offers: it declines every offer it cannot use, and the leader offers each
@@ -125,6 +126,7 @@ enum FrameworkEvent {
     /// It answered an offer (declined or accepted it); the offer came from this master.
     OfferAnswered(Address),
     LeaderSilent,
+    LeaderConnectionLost,
     Stopped(String),
 }
 
@@ -180,8 +182,12 @@ impl Host<Scheduler> for FrameworkHost {
     }
 
     fn noted(&mut self, note: &Note) {
-        if matches!(note, Note::LeaderSilent { .. }) {
-            self.send(FrameworkEvent::LeaderSilent);
+        match note {
+            Note::LeaderSilent { .. } => self.send(FrameworkEvent::LeaderSilent),
+            Note::LeaderConnectionLost { .. } => {
+                self.send(FrameworkEvent::LeaderConnectionLost);
+            }
+            _ => {}
         }
     }
 }
@@ -207,6 +213,7 @@ struct View {
     offers: BTreeMap<Address, Instant>,
     subscribed: Option<Instant>,
     leader_silent: u32,
+    leader_connection_lost: u32,
     tasks: BTreeMap<TaskId, TaskState>,
     /// Tasks that left `RUNNING` after they first reached it, and how.
     left_running: Vec<(TaskId, TaskState)>,
@@ -263,6 +270,7 @@ impl View {
                     self.offers.entry(to).or_insert(at);
                 }
                 FrameworkEvent::LeaderSilent => self.leader_silent += 1,
+                FrameworkEvent::LeaderConnectionLost => self.leader_connection_lost += 1,
                 FrameworkEvent::Stopped(why) => self.stopped = Some(why),
             },
         }
@@ -557,6 +565,7 @@ pub async fn run(options: &FailoverOptions) -> anyhow::Result<()> {
             offers: BTreeMap::new(),
             subscribed: None,
             leader_silent: 0,
+            leader_connection_lost: 0,
             tasks: BTreeMap::new(),
             left_running: Vec::new(),
             stopped: None,
@@ -712,8 +721,9 @@ impl Bench<'_> {
             now == executors
         );
         println!(
-            "the framework's scheduler noticed its leader's silence {} times",
-            self.view.leader_silent
+            "the framework's scheduler noticed its leader's silence {} times and lost its \
+             connection to its leader {} times",
+            self.view.leader_silent, self.view.leader_connection_lost
         );
         summarize(self.options, &results);
         anyhow::ensure!(
@@ -783,8 +793,14 @@ impl Bench<'_> {
             .expect("the queue holds every task");
         tokio::spawn(async move {
             // Holds the scheduler's input open for as long as it runs.
-            let _submit = submit;
+            let submit = submit;
             let (network, mut inbox) = Network::new(network_config);
+            // The scheduler hears at once when its connection to a master ends, as a
+            // framework started by `berth run` does.
+            tokio::spawn(berth_node::run::forward_connection_ends(
+                network.connection_ends(),
+                submit.clone(),
+            ));
             let Ok(mut node) =
                 SimNode::<Scheduler>::boot(&config, Default::default(), &network, &mut host);
             let shutdown = async move {
@@ -1059,6 +1075,7 @@ mod tests {
             offers: BTreeMap::new(),
             subscribed: None,
             leader_silent: 0,
+            leader_connection_lost: 0,
             tasks: BTreeMap::new(),
             left_running: Vec::new(),
             stopped: None,

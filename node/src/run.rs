@@ -136,7 +136,8 @@ pub fn plan(options: &RunOptions, task: &TaskId) -> anyhow::Result<Vec<Vec<Opera
 }
 
 /// A framework in this process: the protocol's scheduler behind a driver, on its own task.
-/// The application sends it [`SchedulerEvent`]s and reads its [`SchedulerAction`]s.
+/// The application sends it [`SchedulerEvent`]s and reads its [`SchedulerAction`]s; the
+/// network's connection ends reach it too ([`forward_connection_ends`]).
 pub struct Framework {
     /// The application's requests.
     pub events: mpsc::Sender<SchedulerEvent>,
@@ -174,8 +175,13 @@ impl Framework {
             cluster,
             secret,
         };
+        let connection_events = events.clone();
         let driving = tokio::spawn(async move {
             let (network, inbox) = Network::new(network_config);
+            let forwarding = tokio::spawn(forward_connection_ends(
+                network.connection_ends(),
+                connection_events,
+            ));
             let result = driver
                 .run(
                     &network,
@@ -190,6 +196,7 @@ impl Framework {
                 )
                 .await;
             network.shutdown().await;
+            forwarding.abort();
             result
         });
         Ok(Framework {
@@ -212,6 +219,25 @@ impl Framework {
         }
         result.context("the scheduler's task panicked")??;
         Ok(())
+    }
+}
+
+/// Tells a scheduler of every connection of its network that ends, as
+/// [`SchedulerEvent::ConnectionLost`], until `ends` closes (the network shut down) or the
+/// scheduler's event channel does. With it, the scheduler notices that its leader's process
+/// died as soon as the connection breaks, instead of after its leader-silence timeout.
+pub async fn forward_connection_ends(
+    mut ends: mpsc::Receiver<Address>,
+    events: mpsc::Sender<SchedulerEvent>,
+) {
+    while let Some(peer) = ends.recv().await {
+        if events
+            .send(SchedulerEvent::ConnectionLost(peer))
+            .await
+            .is_err()
+        {
+            return;
+        }
     }
 }
 

@@ -481,6 +481,48 @@ async fn shutdown_closes_inbound_connections() {
     );
 }
 
+/// The next connection end `ends` reports, or `None` once its channel closed.
+async fn next_end(ends: &mut mpsc::Receiver<Address>) -> Option<Address> {
+    tokio::time::timeout(PATIENCE, ends.recv())
+        .await
+        .expect("a connection end or the channel's close in time")
+}
+
+#[tokio::test]
+async fn connection_ends_are_reported_but_failed_dials_and_shutdowns_are_not() {
+    let secret = ClusterSecret::generate();
+    let mut server = Node::start(&secret).await;
+    let mut server_ends = server.network.connection_ends();
+
+    // An inbound connection ends: the client shut down.
+    let (client, _client_inbox) = Network::new(config(address("client-1"), &secret));
+    let mut client_ends = client.connection_ends();
+    assert_eq!(client.send(&server.address, ping(1)), SendOutcome::Queued);
+    assert_eq!(server.receive().await, (address("client-1"), ping(1)));
+    client.shutdown().await;
+    assert_eq!(next_end(&mut server_ends).await, Some(address("client-1")));
+    assert_eq!(next_end(&mut client_ends).await, None, "its own shutdown");
+
+    // An outbound connection ends: the server went away (as a killed process's does).
+    let (client, _client_inbox) = Network::new(config(address("client-2"), &secret));
+    let mut client_ends = client.connection_ends();
+    assert_eq!(client.send(&server.address, ping(2)), SendOutcome::Queued);
+    assert_eq!(server.receive().await, (address("client-2"), ping(2)));
+    let server_address = server.address.clone();
+    server.stop().await;
+    assert_eq!(
+        next_end(&mut client_ends).await,
+        Some(server_address.clone())
+    );
+    assert_eq!(next_end(&mut server_ends).await, None, "its own shutdown");
+
+    // Dialing the stopped server fails: no connection ended, nothing is reported.
+    assert_eq!(client.send(&server_address, ping(3)), SendOutcome::Queued);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    client.shutdown().await;
+    assert_eq!(next_end(&mut client_ends).await, None);
+}
+
 /// A fresh file path under the system's temporary directory, removed when dropped.
 struct TestFile {
     path: PathBuf,

@@ -49,6 +49,9 @@
 //! 5. **The network is unreliable**: the driver may lose, duplicate, delay or reorder any
 //!    message, and the protocol stays safe. Safety rests on terms and persisted state, never
 //!    on a timer firing in time.
+//!    A driver that sees a connection to a peer end may say so where a role takes it as an
+//!    event (a scheduler's [`ConnectionLost`](scheduler::SchedulerEvent::ConnectionLost)):
+//!    it only makes a failover faster, and a driver that cannot tell loses only time.
 //! 6. **End each batch.** After one or more inputs (say, every message that was already
 //!    waiting), and before waiting for the next one, call [`Machine::end_batch`] and execute
 //!    its outbox: the machine does there what it deferred to once per batch (the master

@@ -118,6 +118,12 @@ pub enum Note {
         /// The highest term the agent has seen.
         highest: Term,
     },
+    /// This scheduler's runtime reported that its connection to its leader ended: it looks
+    /// for the leader again without waiting for the silence timeout.
+    LeaderConnectionLost {
+        /// The leader it last knew.
+        leader: Address,
+    },
 }
 
 /// Why a leader stepped down.

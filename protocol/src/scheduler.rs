@@ -5,17 +5,43 @@
 //! deposed leaders, acknowledges every status, reconciles after each subscription until every
 //! task it holds has an answer, and launches the tasks it is given on offers that fit. The
 //! application (a `berth run` command, a third party's scheduler) feeds it tasks and kills as
-//! [`SchedulerEvent`]s and hears of task states and offers as [`SchedulerAction`]s.
+//! [`SchedulerEvent`]s and hears of task states and offers as [`SchedulerAction`]s. The
+//! runtime that carries its messages may feed it one event of its own,
+//! [`SchedulerEvent::ConnectionLost`].
 //!
-//! * **Subscription.** [`Subscribe`] goes to the masters in turn until one answers; a
-//!   non-leader's [`LeaderHint`] redirects it. The framework's id is persisted before it is
-//!   used, so that a restarted scheduler fails over to its framework instead of registering a
-//!   second one. A scheduler configured with an existing framework's id subscribes as its new
-//!   scheduler (failover); the one it replaces hears [`Message::FrameworkReplaced`] and stops.
+//! * **Subscription.** A scheduler with no framework id yet (a first registration) sends
+//!   [`Subscribe`] to one master at a time, the next one after each subscription retry, and
+//!   follows a non-leader's [`LeaderHint`] at once. One at a time, because a leader
+//!   registers a new framework for every subscription without an id that it cannot match
+//!   to a subscription of the same scheduler it already holds: asking two masters that
+//!   both believe they lead (a deposed one that has not heard yet, and its successor) could
+//!   register the framework twice. The framework's id is persisted before it is used, so
+//!   that a restarted scheduler fails over to its framework instead of registering a second
+//!   one. A scheduler configured with an existing framework's id subscribes as its new
+//!   scheduler (failover); the one it replaces hears [`Message::FrameworkReplaced`] and
+//!   stops.
+//! * **Re-subscription.** A scheduler that knows its framework's id asks *every* master at
+//!   once, and again after each subscription retry until one subscribes it. A subscription
+//!   with an id registers nothing new, so asking all is safe: the leader answers
+//!   [`Subscribed`], followers answer [`LeaderHint`]s (followed at once), and the scheduler
+//!   takes the first [`Subscribed`] for its framework. Any later one of the same term is a
+//!   duplicate and is ignored; one of a lower term is fenced off (E3); one of a higher term
+//!   comes from a newer leader than the one that answered first (a deposed leader that had
+//!   not heard of its successor can answer too), and the scheduler moves to it.
 //! * **Fencing (E3).** Every message from a master carries its leader's term; the scheduler
 //!   ignores one of a lower term than the highest it has seen, persisted when it grows.
-//! * **Leader liveness.** The leader pings its schedulers; a scheduler that hears nothing
-//!   from its leader for the silence timeout subscribes again, which finds the new leader.
+//! * **Leader liveness.** The scheduler looks for the leader again (a re-subscription) as
+//!   soon as it learns that its leader is gone, in one of two ways. The runtime reports
+//!   that its connection to the leader ended ([`SchedulerEvent::ConnectionLost`]): when the
+//!   leader's process dies, its kernel closes the connection at once, so this is what
+//!   detects a crashed leader, in a round trip rather than a timeout. And the leader pings
+//!   its schedulers (every second by default): a scheduler that hears nothing from it for
+//!   the silence timeout ([`LEADER_SILENCE_TIMEOUT_DEFAULT`], five pings) looks again. The
+//!   timeout covers what no connection reports: a leader cut off by the network or hung.
+//!   It is kept several pings long because a spurious expiry is not free (a
+//!   re-subscription and a reconciliation of every task), and a busy leader's pings can be
+//!   late. Neither way is needed for safety: a scheduler that keeps a deposed leader only
+//!   hears nothing useful from it, and fencing discards what it does hear.
 //! * **Statuses (A2).** Each [`TaskStatus`] is acknowledged (except answers to
 //!   reconciliation), duplicates included: a lost acknowledgement makes the agent resend, and
 //!   the resend needs an answer too. A duplicate, an update older than the latest known, or
@@ -30,6 +56,26 @@
 //! * **Launch (R5).** A task given to the scheduler is launched on the first offer that
 //!   holds its resources. The launch is persisted before the accept leaves, so a restarted
 //!   scheduler does not launch a task twice. Offers not used are declined.
+//!
+//! # A leader's crash, as its scheduler sees it
+//!
+//! ```text
+//!  scheduler                         m1 (leads t1)     m2                m3
+//!     |  its connection to m1 ends     X killed          |                 |
+//!     |  (ConnectionLost from the runtime)               |                 |
+//!     |-- Subscribe{f} to m1, m2 and m3 ---------------->|---------------->|
+//!     |<--------------------------------- LeaderHint{t1, m1} from m2 and m3
+//!     |        ... m2 and m3 elect m3 in t2: an election timeout ...
+//!     |-- (retry) Subscribe{f} to m1, m2 and m3 -------->|---------------->|
+//!     |<-------------------------------------------------------- Subscribed{t2, f}
+//!     |<-------------------------------------------------------- Offers{t2, ..}
+//! ```
+//!
+//! The scheduler asks at once, before the survivors have a leader; the round that finds
+//! the new leader is the first retry ([`SUBSCRIPTION_RETRY_DEFAULT`]) after the election,
+//! or a follower's hint naming it. So the time from the crash to the scheduler's new
+//! subscription is the election plus at most one retry, and the first offer follows at
+//! once if the new leader has resources to offer.
 
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -55,10 +101,16 @@ use crate::resources::Resources;
 use crate::task::{TaskState, TaskStatusReason};
 use crate::{Address, DurationRange, Machine, Outbox};
 
-/// The default wait between subscription attempts: a randomized 500–1000 ms.
+/// The default wait between subscription attempts: a randomized 250–500 ms.
+///
+/// Short, because a scheduler that lost its leader asks before the masters have elected a
+/// successor (an election takes at least the masters' election timeout, 500–1000 ms by
+/// default), and what it then waits after the election is up to one retry. A round is
+/// cheap: one [`Subscribe`] per master, which a follower answers with a [`LeaderHint`] and
+/// a leader with [`Subscribed`]. A subscribed scheduler does not retry.
 pub const SUBSCRIPTION_RETRY_DEFAULT: DurationRange = DurationRange {
-    min: Duration::from_millis(500),
-    max: Duration::from_millis(1000),
+    min: Duration::from_millis(250),
+    max: Duration::from_millis(500),
 };
 /// The default first wait before reconciling again the tasks still without an answer.
 pub const RECONCILE_RETRY_INITIAL_DEFAULT: Duration = Duration::from_secs(1);
@@ -259,7 +311,7 @@ fn apply(durable: &mut SchedulerDurable, record: &SchedulerRecord) {
 /// The scheduler's timers.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SchedulerTimer {
-    /// Subscribing: try the next master.
+    /// Subscribing: ask again (the next master, or every master).
     Subscription,
     /// Subscribed: no word from the leader for the silence timeout.
     LeaderSilence,
@@ -267,7 +319,8 @@ pub enum SchedulerTimer {
     Reconcile,
 }
 
-/// What the application asks of its scheduler.
+/// What the application asks of its scheduler, and what the runtime that carries its messages
+/// tells it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SchedulerEvent {
     /// Launch a task on the first offer that holds its resources.
@@ -280,6 +333,18 @@ pub enum SchedulerEvent {
     SubmitFirstFitting(Vec<Vec<OperationKind>>),
     /// Kill a launched task.
     Kill(TaskId),
+    /// From the runtime: its connection to this master ended after it was established (the
+    /// peer closed it, it was reset, or a read or write failed). If the master is the
+    /// scheduler's leader, the scheduler takes it as gone and looks for the leader again at
+    /// once, instead of after the leader-silence timeout; otherwise the event changes
+    /// nothing.
+    ///
+    /// Optional. A runtime that cannot tell when a connection ends never sends it and only
+    /// loses time: the silence timeout still finds a new leader. A runtime that sends it
+    /// for a leader that is in fact alive costs a re-subscription and a reconciliation, not
+    /// safety. Do not send it for an attempt to connect that failed: no connection ended,
+    /// and a dead master's address refuses connections for as long as it is down.
+    ConnectionLost(Address),
 }
 
 /// What the scheduler tells its application.
@@ -316,7 +381,8 @@ pub enum SchedulerAction {
 pub enum SchedulerPhase {
     /// Looking for the leader.
     Subscribing {
-        /// The index of the next master to try.
+        /// The index of the next master to ask, for a first registration (one master at a
+        /// time); a re-subscription asks every master at once and leaves it at 0.
         next_master: usize,
     },
     /// Subscribed with the leader of `term`.
@@ -459,17 +525,25 @@ impl Scheduler {
             out.cancel_timer(SchedulerTimer::LeaderSilence);
         }
         self.phase = SchedulerPhase::Subscribing { next_master: 0 };
-        self.try_next_master(out);
+        self.send_subscription(out);
     }
 
-    fn try_next_master(&mut self, out: &mut Outbox<Scheduler>) {
+    /// Sends a round of the subscription and arms the retry: to every master at once for a
+    /// framework with an id, to the next master in turn for a new one (module docs).
+    fn send_subscription(&mut self, out: &mut Outbox<Scheduler>) {
+        let subscription = self.subscription();
         let SchedulerPhase::Subscribing { next_master } = &mut self.phase else {
             return;
         };
-        let index = *next_master % self.config.masters.len();
-        *next_master = index + 1;
-        let master = self.config.masters[index].clone();
-        out.send(master, self.subscription());
+        if self.durable.framework.is_some() {
+            for master in &self.config.masters {
+                out.send(master.clone(), subscription.clone());
+            }
+        } else {
+            let index = *next_master % self.config.masters.len();
+            *next_master = index + 1;
+            out.send(self.config.masters[index].clone(), subscription);
+        }
         out.set_timer(SchedulerTimer::Subscription, self.config.subscription_retry);
     }
 
@@ -479,10 +553,17 @@ impl Scheduler {
         subscribed: Subscribed,
         out: &mut Outbox<Scheduler>,
     ) {
-        if !self.fence(from, subscribed.term, out)
-            || !matches!(self.phase, SchedulerPhase::Subscribing { .. })
-        {
+        if !self.fence(from, subscribed.term, out) {
             return;
+        }
+        match &self.phase {
+            SchedulerPhase::Subscribing { .. } => {}
+            // Asked every master at once, a deposed leader that has not heard of its
+            // successor may answer first: the successor's answer, of a higher term, wins.
+            SchedulerPhase::Subscribed { term, .. } if subscribed.term > *term => {}
+            // A duplicate: another answer of the same leader (the subscription went to it
+            // directly and again after a follower's hint, or a retry crossed the answer).
+            SchedulerPhase::Subscribed { .. } | SchedulerPhase::Replaced => return,
         }
         match self.durable.framework {
             None => self.record(SchedulerRecord::Subscribed(subscribed.framework), out),
@@ -805,6 +886,17 @@ impl Scheduler {
         }
     }
 
+    /// The runtime's connection to `master` ended: if it is the leader, look for the leader
+    /// again now rather than after the silence timeout.
+    fn handle_connection_lost(&mut self, master: Address, out: &mut Outbox<Scheduler>) {
+        if let SchedulerPhase::Subscribed { leader, .. } = &self.phase
+            && *leader == master
+        {
+            out.note(Note::LeaderConnectionLost { leader: master });
+            self.start_subscription(out);
+        }
+    }
+
     fn check_invariants(&self) {
         if let SchedulerPhase::Subscribed { term, .. } = &self.phase {
             debug_assert!(self.durable.framework.is_some(), "subscribed means an id");
@@ -890,7 +982,7 @@ impl Machine for Scheduler {
 
     fn handle_timer(&mut self, timer: SchedulerTimer, out: &mut Outbox<Scheduler>) {
         match timer {
-            SchedulerTimer::Subscription => self.try_next_master(out),
+            SchedulerTimer::Subscription => self.send_subscription(out),
             SchedulerTimer::LeaderSilence => {
                 if let SchedulerPhase::Subscribed { leader, .. } = &self.phase {
                     out.note(Note::LeaderSilent {
@@ -927,7 +1019,9 @@ impl Machine for Scheduler {
                     }
                     SchedulerEvent::Submit(plan) => alloc::vec![plan],
                     SchedulerEvent::SubmitFirstFitting(alternatives) => alternatives,
-                    SchedulerEvent::Kill(_) => unreachable!("matched above"),
+                    SchedulerEvent::Kill(_) | SchedulerEvent::ConnectionLost(_) => {
+                        unreachable!("matched below")
+                    }
                 };
                 let was_empty = self.queue.is_empty();
                 self.enqueue(plan);
@@ -939,6 +1033,7 @@ impl Machine for Scheduler {
                     out.send(leader.clone(), Message::Revive(framework));
                 }
             }
+            SchedulerEvent::ConnectionLost(master) => self.handle_connection_lost(master, out),
             SchedulerEvent::Kill(task) => {
                 self.queue.retain(|queued| {
                     !queued.iter().flatten().any(

@@ -104,6 +104,9 @@ impl NoteLog {
             Note::LeaderSilent { leader } => {
                 tracing::info!(%leader, "no ping from the leader in time: looking for the leader");
             }
+            Note::LeaderConnectionLost { leader } => {
+                tracing::info!(%leader, "the connection to the leader ended: looking for the leader");
+            }
             Note::StaleTerm {
                 peer,
                 term,

@@ -69,6 +69,15 @@
 //! [`DIAL_BACKOFF_MIN`] to [`DIAL_BACKOFF_MAX`], messages queueing meanwhile. A connection
 //! that fails, or a dialer that gives up, is removed, and the next send dials again.
 //!
+//! A state machine that wants to know when a peer is gone can ask for
+//! [`Network::connection_ends`]: the address of every peer whose established connection
+//! ends (closed by the peer, reset, or failed), as soon as the connection's task sees it. A
+//! scheduler uses it to notice that its leader's process died without waiting for the
+//! leader's pings to stop ([`SchedulerEvent::ConnectionLost`]). Failed attempts to connect
+//! are not reported, and connections closed by [`Network::shutdown`] are not either.
+//!
+//! [`SchedulerEvent::ConnectionLost`]: berth_protocol::scheduler::SchedulerEvent::ConnectionLost
+//!
 //! Queues are bounded. When a connection's queue is full, the message is dropped and
 //! counted ([`Network::dropped_count`]) rather than blocking the state machine: the protocol
 //! tolerates loss (rule 5 of the calling contract) but must never stall on a slow peer. The
@@ -129,6 +138,9 @@ pub const DIAL_ATTEMPTS_MAX: u32 = 10;
 pub const DIAL_BACKOFF_MIN: Duration = Duration::from_millis(50);
 /// The longest pause between two attempts of a dialer.
 pub const DIAL_BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Connection ends queued for the reader of [`Network::connection_ends`]; more are dropped
+/// until it reads.
+pub const CONNECTION_ENDS_QUEUED_MAX: usize = 64;
 /// The pause after `accept` fails (for example, out of file descriptors).
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
@@ -172,6 +184,8 @@ struct Shared {
     /// Queues of live connections (and dialers) by peer address.
     routes: Routes<mpsc::Sender<Message>>,
     dropped: AtomicU64,
+    /// Where connection ends are reported, once someone asked.
+    connection_ends: Mutex<Option<mpsc::Sender<Address>>>,
     /// `true` once the network shuts down.
     stopping: watch::Sender<bool>,
     tasks: Mutex<JoinSet<()>>,
@@ -200,6 +214,7 @@ impl Network {
             inbox,
             routes: Routes::new(),
             dropped: AtomicU64::new(0),
+            connection_ends: Mutex::new(None),
             stopping: watch::Sender::new(false),
             tasks: Mutex::new(JoinSet::new()),
             runtime: Handle::current(),
@@ -286,6 +301,22 @@ impl Network {
         SendOutcome::Queued
     }
 
+    /// From now on, the protocol address of every peer whose established connection ends,
+    /// inbound or outbound: the peer closed it, it was reset, or reading or writing failed.
+    /// Attempts to connect that fail are not reported, nor are the connections that
+    /// [`shutdown`](Network::shutdown) closes; the channel closes at shutdown.
+    ///
+    /// At most [`CONNECTION_ENDS_QUEUED_MAX`] ends wait to be read; later ones are dropped
+    /// until the reader catches up. Asking again replaces the earlier receiver, whose
+    /// channel closes.
+    pub fn connection_ends(&self) -> mpsc::Receiver<Address> {
+        let (sender, receiver) = mpsc::channel(CONNECTION_ENDS_QUEUED_MAX);
+        if !*self.shared.stopping.borrow() {
+            *self.shared.lock_connection_ends() = Some(sender);
+        }
+        receiver
+    }
+
     /// How many messages were dropped so far: full queues, no route, dialers that gave up.
     pub fn dropped_count(&self) -> u64 {
         self.shared.dropped.load(Ordering::Relaxed)
@@ -300,6 +331,7 @@ impl Network {
     /// the network has ended. Later sends return [`SendOutcome::ShutDown`].
     pub async fn shutdown(&self) {
         self.shared.stopping.send_replace(true);
+        self.shared.lock_connection_ends().take();
         self.shared.routes.clear();
         let mut tasks = std::mem::take(&mut *self.shared.lock_tasks());
         while tasks.join_next().await.is_some() {}
@@ -309,6 +341,20 @@ impl Network {
 impl Shared {
     fn lock_tasks(&self) -> MutexGuard<'_, JoinSet<()>> {
         self.tasks.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_connection_ends(&self) -> MutexGuard<'_, Option<mpsc::Sender<Address>>> {
+        self.connection_ends
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Reports that the established connection to `peer` ended, if anyone asked. Never
+    /// waits: a reader that is behind loses the report.
+    fn report_connection_end(&self, peer: &Address) {
+        if let Some(ends) = &*self.lock_connection_ends() {
+            let _ = ends.try_send(peer.clone());
+        }
     }
 
     fn count_dropped(&self) {
@@ -356,6 +402,7 @@ async fn accept(shared: &Shared, mut stream: TcpStream, socket_address: SocketAd
     let connection = shared.routes.register(&peer, sender);
     connection::run(shared, stream, socket_address, &peer, &mut receiver).await;
     shared.routes.unregister(&peer, connection);
+    shared.report_connection_end(&peer);
 }
 
 /// Connects to `to` with backoff, then carries the messages of `queue` (and the peer's
@@ -382,6 +429,7 @@ async fn dial(
                 tracing::debug!(peer = %socket_address, address = %peer, "connected");
                 connection::run(shared, stream, socket_address, &peer, &mut queue).await;
                 shared.routes.unregister(to, connection);
+                shared.report_connection_end(to);
                 return;
             }
             Err(DialError::Handshake(error)) if attempt == 1 => {

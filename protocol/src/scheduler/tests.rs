@@ -140,12 +140,15 @@ fn a_new_scheduler_subscribes_and_persists_its_id_before_using_it() {
         ]
     );
     assert_eq!(scheduler.framework(), Some(framework()));
-    // Restarted from its checkpoint, it fails over to its framework.
+    // Restarted from its checkpoint, it fails over to its framework, asking every master.
     let (_, commands) = boot(&config(), scheduler.durable());
-    assert!(matches!(
-        sent(&commands)[..],
-        [(_, Message::Subscribe(ref subscribe))] if subscribe.framework == Some(framework())
-    ));
+    assert_eq!(
+        subscriptions(&commands),
+        [
+            (master(1), Some(framework())),
+            (master(2), Some(framework()))
+        ]
+    );
 }
 
 #[test]
@@ -456,5 +459,231 @@ fn an_offer_that_fits_more_than_an_accept_carries_takes_what_one_accept_can() {
     assert_eq!(
         scheduler.queue().count(),
         300 - crate::message::OPERATIONS_MAX
+    );
+}
+
+fn fire(scheduler: &mut Scheduler, timer: SchedulerTimer) -> Commands {
+    let mut out = Outbox::new();
+    scheduler.handle_timer(timer, &mut out);
+    out.drain().collect()
+}
+
+fn event(scheduler: &mut Scheduler, event: SchedulerEvent) -> Commands {
+    let mut out = Outbox::new();
+    scheduler.handle_event(event, &mut out);
+    out.drain().collect()
+}
+
+/// The masters a step sent a subscription to, and the framework id each carried.
+fn subscriptions(commands: &Commands) -> Vec<(Address, Option<FrameworkId>)> {
+    sent(commands)
+        .into_iter()
+        .filter_map(|(to, message)| match message {
+            Message::Subscribe(subscribe) => Some((to, subscribe.framework)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn notes(commands: &Commands) -> Vec<Note> {
+    commands
+        .iter()
+        .filter_map(|command| match command {
+            Command::Note(note) => Some(note.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A scheduler of a known framework, subscribed with m1 in term 2, that lost m1 and asked
+/// every master to subscribe it again.
+fn resubscribing_scheduler() -> Scheduler {
+    let mut scheduler = subscribed_scheduler(vec![spec("t1", "cpus:1")]);
+    deliver(&mut scheduler, 1, offer(0, "cpus:1"));
+    event(&mut scheduler, SchedulerEvent::ConnectionLost(master(1)));
+    scheduler
+}
+
+#[test]
+fn a_first_registration_asks_one_master_at_a_time() {
+    let (mut scheduler, commands) = boot(&config(), &SchedulerDurable::default());
+    assert_eq!(subscriptions(&commands), [(master(1), None)]);
+    // m1 does not answer: the retry asks m2, and only m2 (no two registrations at once).
+    let commands = fire(&mut scheduler, SchedulerTimer::Subscription);
+    assert_eq!(subscriptions(&commands), [(master(2), None)]);
+    let commands = fire(&mut scheduler, SchedulerTimer::Subscription);
+    assert_eq!(subscriptions(&commands), [(master(1), None)]);
+}
+
+#[test]
+fn a_lost_connection_to_the_leader_asks_every_master_at_once() {
+    let mut scheduler = subscribed_scheduler(vec![]);
+    let commands = event(&mut scheduler, SchedulerEvent::ConnectionLost(master(1)));
+    assert_eq!(
+        notes(&commands),
+        [Note::LeaderConnectionLost { leader: master(1) }]
+    );
+    assert_eq!(
+        subscriptions(&commands),
+        [
+            (master(1), Some(framework())),
+            (master(2), Some(framework()))
+        ]
+    );
+    assert!(commands.contains(&Command::CancelTimer(SchedulerTimer::LeaderSilence)));
+    assert!(commands.iter().any(|command| matches!(
+        command,
+        Command::SetTimer {
+            timer: SchedulerTimer::Subscription,
+            ..
+        }
+    )));
+    assert_eq!(
+        scheduler.phase(),
+        &SchedulerPhase::Subscribing { next_master: 0 }
+    );
+    // No answer: the retry asks every master again.
+    let commands = fire(&mut scheduler, SchedulerTimer::Subscription);
+    assert_eq!(
+        subscriptions(&commands),
+        [
+            (master(1), Some(framework())),
+            (master(2), Some(framework()))
+        ]
+    );
+}
+
+#[test]
+fn a_lost_connection_to_another_master_changes_nothing() {
+    let mut scheduler = subscribed_scheduler(vec![]);
+    assert!(event(&mut scheduler, SchedulerEvent::ConnectionLost(master(2))).is_empty());
+    assert!(matches!(
+        scheduler.phase(),
+        SchedulerPhase::Subscribed { leader, .. } if *leader == master(1)
+    ));
+    // Nor does one while subscribing: the retry is already armed.
+    event(&mut scheduler, SchedulerEvent::ConnectionLost(master(1)));
+    assert!(event(&mut scheduler, SchedulerEvent::ConnectionLost(master(1))).is_empty());
+}
+
+#[test]
+fn a_silent_leader_also_makes_it_ask_every_master() {
+    let mut scheduler = subscribed_scheduler(vec![]);
+    let commands = fire(&mut scheduler, SchedulerTimer::LeaderSilence);
+    assert_eq!(notes(&commands), [Note::LeaderSilent { leader: master(1) }]);
+    assert_eq!(
+        subscriptions(&commands),
+        [
+            (master(1), Some(framework())),
+            (master(2), Some(framework()))
+        ]
+    );
+}
+
+#[test]
+fn a_follower_hint_is_followed_at_once() {
+    let mut scheduler = resubscribing_scheduler();
+    let commands = deliver(
+        &mut scheduler,
+        1,
+        Message::LeaderHint(LeaderHint {
+            term: Term(3),
+            leader: Some(master(2)),
+        }),
+    );
+    assert_eq!(subscriptions(&commands), [(master(2), Some(framework()))]);
+}
+
+#[test]
+fn re_subscription_takes_the_first_answer_and_ignores_duplicates_and_stale_ones() {
+    let mut scheduler = resubscribing_scheduler();
+    let commands = deliver(&mut scheduler, 2, subscribed(3));
+    assert_eq!(
+        actions(&commands),
+        [SchedulerAction::Subscribed(framework())]
+    );
+    assert_eq!(persisted(&commands), [SchedulerRecord::TermSeen(Term(3))]);
+    assert!(
+        sent(&commands)
+            .iter()
+            .any(|(to, message)| *to == master(2) && matches!(message, Message::Reconcile(_)))
+    );
+    // The same leader answers again (it was asked directly and after a follower's hint):
+    // a duplicate, which neither subscribes again nor reconciles again.
+    assert!(deliver(&mut scheduler, 2, subscribed(3)).is_empty());
+    // The deposed leader answers late: fenced off (E3), with only a note.
+    let commands = deliver(&mut scheduler, 1, subscribed(2));
+    assert!(matches!(notes(&commands)[..], [Note::StaleTerm { .. }]));
+    assert_eq!(notes(&commands).len(), commands.len());
+    assert_eq!(
+        scheduler.phase(),
+        &SchedulerPhase::Subscribed {
+            leader: master(2),
+            term: Term(3)
+        }
+    );
+    assert_eq!(scheduler.framework(), Some(framework()));
+}
+
+#[test]
+fn a_newer_leader_answering_after_a_deposed_one_wins() {
+    let mut scheduler = resubscribing_scheduler();
+    // m1 has not heard of its successor and answers first, in its own term.
+    let commands = deliver(&mut scheduler, 1, subscribed(2));
+    assert_eq!(
+        actions(&commands),
+        [SchedulerAction::Subscribed(framework())]
+    );
+    // The successor's answer, of a higher term, moves the scheduler to it.
+    let commands = deliver(&mut scheduler, 2, subscribed(3));
+    assert_eq!(persisted(&commands), [SchedulerRecord::TermSeen(Term(3))]);
+    assert_eq!(
+        actions(&commands),
+        [SchedulerAction::Subscribed(framework())]
+    );
+    assert_eq!(
+        scheduler.phase(),
+        &SchedulerPhase::Subscribed {
+            leader: master(2),
+            term: Term(3)
+        }
+    );
+    assert!(
+        sent(&commands)
+            .iter()
+            .all(|(to, message)| *to == master(2) && matches!(message, Message::Reconcile(_))),
+        "reconciles with the new leader"
+    );
+    // The deposed leader's offers are fenced off: not even declined.
+    assert!(sent(&deliver(&mut scheduler, 1, offer(1, "cpus:1"))).is_empty());
+}
+
+#[test]
+fn a_second_registration_answer_does_not_make_a_second_framework() {
+    let (mut scheduler, _) = boot(&config(), &SchedulerDurable::default());
+    deliver(&mut scheduler, 1, subscribed(2));
+    // Another master registered this scheduler too, under another id, in a later term.
+    let other = FrameworkId(AssignedId {
+        term: Term(3),
+        sequence: 0,
+    });
+    let commands = deliver(
+        &mut scheduler,
+        2,
+        Message::Subscribed(Subscribed {
+            term: Term(3),
+            framework: other,
+        }),
+    );
+    assert!(actions(&commands).is_empty());
+    assert_eq!(persisted(&commands), [SchedulerRecord::TermSeen(Term(3))]);
+    assert_eq!(scheduler.framework(), Some(framework()));
+    assert_eq!(scheduler.durable().framework, Some(framework()));
+    // And the next round of subscriptions carries the first id.
+    let commands = fire(&mut scheduler, SchedulerTimer::LeaderSilence);
+    assert!(
+        subscriptions(&commands)
+            .iter()
+            .all(|(_, framework_id)| *framework_id == Some(framework()))
     );
 }

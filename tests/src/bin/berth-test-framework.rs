@@ -155,6 +155,10 @@ async fn run(options: Options) -> anyhow::Result<()> {
         secret,
     });
     let (events, events_receiver) = mpsc::channel(COMMANDS_QUEUED_MAX);
+    tokio::spawn(berth_node::run::forward_connection_ends(
+        network.connection_ends(),
+        events.clone(),
+    ));
     std::thread::spawn(move || read_commands(&events));
     tokio::spawn(async move {
         loop {
