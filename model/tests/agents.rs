@@ -171,4 +171,4 @@ fn a_host_reboot_loses_running_tasks_safely() {
     assert_eq!(checker.unique_state_count(), PINNED_REBOOT_DEPTH_14);
 }
 
-const PINNED_REBOOT_DEPTH_14: usize = 104_604;
+const PINNED_REBOOT_DEPTH_14: usize = 104_445;
