@@ -952,6 +952,20 @@ fn a_launch_larger_than_its_offer_or_with_a_known_task_id_fails() {
     );
 }
 
+/// The framework's scheduler subscribes again to `master` (a new leader), wanting no offers.
+fn resubscribe_suppressed(master: &mut Master) {
+    deliver(
+        master,
+        &scheduler_address(),
+        Message::Subscribe(Box::new(crate::message::Subscribe {
+            framework: Some(framework()),
+            info: framework_info(),
+            highest_term: Term(1),
+            suppressed: true,
+        })),
+    );
+}
+
 #[test]
 fn reconciliation_answers_unreachable_from_the_registry_after_a_failover() {
     // The registry of term 1 marks the agent unreachable; the new leader of term 2 never
@@ -968,16 +982,7 @@ fn reconciliation_answers_unreachable_from_the_registry_after_a_failover() {
             info: framework_info(),
         },
     ]);
-    deliver(
-        &mut master,
-        &scheduler_address(),
-        Message::Subscribe(Box::new(crate::message::Subscribe {
-            framework: Some(framework()),
-            info: framework_info(),
-            highest_term: Term(1),
-            suppressed: true,
-        })),
-    );
+    resubscribe_suppressed(&mut master);
     let commands = deliver(
         &mut master,
         &scheduler_address(),
@@ -1007,16 +1012,7 @@ fn a_launch_lost_with_a_deposed_leader_is_dropped_once_its_agent_reports_in_the_
             info: framework_info(),
         },
     ]);
-    deliver(
-        &mut master,
-        &scheduler_address(),
-        Message::Subscribe(Box::new(crate::message::Subscribe {
-            framework: Some(framework()),
-            info: framework_info(),
-            highest_term: Term(1),
-            suppressed: true,
-        })),
-    );
+    resubscribe_suppressed(&mut master);
     let lost = TaskId::new("lost").expect("valid");
     let reconcile = || {
         Message::Reconcile(Box::new(crate::message::Reconcile {
