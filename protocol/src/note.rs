@@ -94,6 +94,14 @@ pub enum Note {
         /// The agent.
         agent: AgentId,
     },
+    /// An agent marked unreachable (or one that moved) re-registered, and its readmission is
+    /// committed: its tasks resume.
+    AgentReadmitted {
+        /// The agent's id.
+        agent: AgentId,
+        /// Where it listens now.
+        address: Address,
+    },
     /// This agent is registered with the leader of `term`.
     RegisteredWithLeader {
         /// The agent's id.

@@ -94,6 +94,9 @@ impl NoteLog {
             Note::AgentUnreachable { agent } => {
                 tracing::info!(%agent, "marking an agent unreachable: it missed too many pings");
             }
+            Note::AgentReadmitted { agent, address } => {
+                tracing::info!(%agent, %address, "readmitted an agent: its tasks resume");
+            }
             Note::RegisteredWithLeader {
                 agent,
                 leader,

@@ -21,7 +21,9 @@
 //! * **Health.** The leader pings every admitted agent each ping interval; after
 //!   `max_missed_pings` consecutive pings without an answer it proposes
 //!   [`RegistryEntry::AgentUnreachable`], and once that commits the agent's tasks become
-//!   `UNREACHABLE`.
+//!   `UNREACHABLE` — unless the agent's readmission follows it in the log: an entry that
+//!   commits late (a dead leader's, committed by the next one) changes no task of an agent
+//!   that has re-registered since.
 //! * **Status updates.** The leader records each task's latest state and passes the update to
 //!   the task's framework; the framework's acknowledgement comes back to the agent through
 //!   the leader ([`frameworks`](super::frameworks)).
@@ -704,11 +706,30 @@ impl Master {
                     }
                     self.arm_agent_pings(out);
                 }
-                RegistryEntry::AgentReadmitted { agent, .. } => {
+                RegistryEntry::AgentReadmitted { agent, address } => {
+                    if self.log().term_at(*index) == Some(self.term()) {
+                        out.note(Note::AgentReadmitted {
+                            agent: *agent,
+                            address: address.clone(),
+                        });
+                    }
                     self.agent_tasks_resume(*agent, out);
                     self.arm_agent_pings(out);
                 }
                 RegistryEntry::AgentUnreachable { agent } => {
+                    // The agent returned after this entry was proposed (an older leader's,
+                    // or this one's, proposal that committed late): its report was taken
+                    // and its readmission follows in the log. Its view holds the states it
+                    // reported, which the unreachable mark must not overwrite.
+                    let readmitted = self.with_latest_registry(|latest| {
+                        latest
+                            .agents()
+                            .get(agent)
+                            .is_some_and(|record| record.status == AgentStatus::Admitted)
+                    });
+                    if readmitted {
+                        continue;
+                    }
                     self.rescind_offers_of(*agent, out);
                     self.agent_tasks_change(
                         *agent,

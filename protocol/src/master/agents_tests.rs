@@ -1492,3 +1492,120 @@ fn a_batch_of_inputs_is_allocated_once_when_it_ends() {
         "a batch with nothing pending allocates nothing"
     );
 }
+
+/// Master 1 of 3, whose log holds `entries` of term 1 that it never saw committed, elected
+/// leader of term 2 with master 2's vote: the entries commit only once master 2 holds
+/// the new leader's own no-op.
+fn leader_of_term_two_of_three_with(entries: &[RegistryEntry]) -> Master {
+    let mut durable = MasterDurable::default();
+    let records = [
+        MasterRecord::HardState {
+            term: Term(1),
+            voted_for: Some(MasterId(2)),
+        },
+        MasterRecord::Entries {
+            from: LogIndex(1),
+            entries: entries
+                .iter()
+                .map(|entry| LogEntry {
+                    term: Term(1),
+                    entry: entry.clone(),
+                })
+                .collect(),
+        },
+    ];
+    for record in &records {
+        Master::apply(&mut durable, record);
+    }
+    let (mut master, _) = boot(3, &durable);
+    fire(&mut master, MasterTimer::Election);
+    let granted = VoteReply {
+        term: Term(2),
+        granted: true,
+    };
+    deliver(
+        &mut master,
+        &member(2),
+        Message::Election(ElectionMessage::PreVoteReply(granted)),
+    );
+    deliver(
+        &mut master,
+        &member(2),
+        Message::Election(ElectionMessage::Vote(granted)),
+    );
+    assert!(master.is_leader());
+    assert_eq!(master.term(), Term(2));
+    master
+}
+
+/// Regression (found by a 120 s strict random nemesis, seed 1796511339214831038): a leader
+/// that died a second after proposing its agent unreachable left the entry uncommitted; the
+/// next leader took the agent's report and proposed its readmission, and the two entries
+/// committed together. Applying the older one overwrote the states the agent had just
+/// reported with UNREACHABLE, and the readmission then "resumed" them as UNREACHABLE: the
+/// framework saw its running tasks UNREACHABLE for good.
+#[test]
+fn an_unreachable_entry_committed_after_the_agents_return_leaves_its_tasks_as_reported() {
+    let mut master = leader_of_term_two_of_three_with(&[
+        admitted(),
+        RegistryEntry::FrameworkRegistered {
+            framework: framework(),
+            info: framework_info(),
+        },
+        RegistryEntry::AgentUnreachable { agent: agent_id(1) },
+    ]);
+    let commands = deliver(
+        &mut master,
+        &agent_address(),
+        reregister_in(Term(2), agent_id(1), TaskState::Running),
+    );
+    assert_eq!(
+        appended(&commands),
+        [RegistryEntry::AgentReadmitted {
+            agent: agent_id(1),
+            address: agent_address()
+        }]
+    );
+    // Master 2 holds everything: the old entries, the no-op of term 2 and the readmission.
+    let last = master.durable.log.last_index();
+    deliver(
+        &mut master,
+        &member(2),
+        Message::Election(ElectionMessage::AppendReply(AppendReply {
+            term: Term(2),
+            success: true,
+            index: last,
+        })),
+    );
+    assert_eq!(master.commit_index(), last);
+    assert_eq!(
+        master.registry().agents()[&agent_id(1)].status,
+        AgentStatus::Admitted
+    );
+    let key = (framework(), task());
+    let directory = master.agent_directory().expect("leads");
+    assert_eq!(
+        directory.agents()[&agent_id(1)].tasks[&key].state,
+        TaskState::Running
+    );
+    assert_eq!(directory.generated()[&key].state, TaskState::Running);
+    // Reconciliation answers the state the agent reported.
+    resubscribe_suppressed(&mut master);
+    let commands = deliver(
+        &mut master,
+        &scheduler_address(),
+        Message::Reconcile(Box::new(crate::message::Reconcile {
+            framework: framework(),
+            tasks: BoundedVec::from_vec(vec![(task(), Some(agent_id(1)))]).expect("one"),
+        })),
+    );
+    assert!(
+        sent_to(&commands, &scheduler_address())
+            .iter()
+            .any(|message| matches!(message, Message::TaskStatus(status)
+                if status.task == task()
+                    && status.source == StatusSource::Reconciliation
+                    && status.state == TaskState::Running)),
+        "{commands:?}"
+    );
+}
