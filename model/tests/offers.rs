@@ -5,7 +5,8 @@
 //! Sizes (one thread): the whole scenario (2 agents, 2 frameworks, the standby, one crash at a
 //! time, terms <= 2, at most 6 messages in flight) grows 7.3-fold from depth 8 to depth 10, at
 //! about 15 thousand states a second, so the default test checks it exhaustively to depth 8
-//! (108,784 states; 93,641 before agents numbered their registration attempts) and the
+//! (108,780 states; 108,784 before a re-registration asked for an allocation at once, 93,641
+//! before agents numbered their registration attempts) and the
 //! command line to depth 10. The storage story is 18 steps long, so it is searched in the
 //! smallest setting that has it: one agent, one framework, no crash. Each seeded bug is
 //! searched in the smallest setting that shows it.
@@ -60,7 +61,10 @@ fn the_default_configuration_holds_to_depth_eight() {
     assert_eq!(checker.unique_state_count(), PINNED_DEFAULT_DEPTH_8);
 }
 
-const PINNED_DEFAULT_DEPTH_8: usize = 108_784;
+/// 108,784 before a re-registration that changes no registry entry asked the allocator to
+/// run at once: its offer no longer waits for a separate allocation step, so a few
+/// intermediate states (registered, not yet offered) are gone.
+const PINNED_DEFAULT_DEPTH_8: usize = 108_780;
 
 /// Searches `config` breadth-first to `depth` until every property in `wanted` is discovered.
 fn discover(config: OffersConfig, depth: usize, wanted: &[&'static str]) {

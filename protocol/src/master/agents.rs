@@ -511,6 +511,10 @@ impl Master {
                     }
                 }
             }
+            // Its resources can be offered now. A re-registration that changes the registry
+            // asks again once that commits; one that changes nothing (the usual case after a
+            // failover) would otherwise wait for the next allocation round.
+            self.request_allocation();
         }
         self.propose(
             entry,

@@ -1609,3 +1609,37 @@ fn an_unreachable_entry_committed_after_the_agents_return_leaves_its_tasks_as_re
         "{commands:?}"
     );
 }
+
+/// After a failover the framework often subscribes to the new leader before the agents
+/// re-register. A re-registration that changes nothing in the registry offers the agent at
+/// once instead of at the next allocation round (the failover benchmark's tail).
+#[test]
+fn an_agent_that_re_registers_after_a_failover_is_offered_at_once() {
+    let (mut master, _) = leader_of_term_two_with(&[
+        admitted(),
+        RegistryEntry::FrameworkRegistered {
+            framework: framework(),
+            info: framework_info(),
+        },
+    ]);
+    let commands = deliver(
+        &mut master,
+        &scheduler_address(),
+        Message::Subscribe(Box::new(crate::message::Subscribe {
+            framework: Some(framework()),
+            info: framework_info(),
+            highest_term: Term(1),
+            suppressed: false,
+        })),
+    );
+    assert!(offers_in(&commands).is_empty(), "no agent has reported yet");
+    let commands = deliver(
+        &mut master,
+        &agent_address(),
+        reregister_in(Term(2), agent_id(1), TaskState::Running),
+    );
+    assert!(appended(&commands).is_empty(), "the registry is unchanged");
+    let offers = offers_in(&commands);
+    assert_eq!(offers.len(), 1, "{commands:?}");
+    assert_eq!(offers[0].agent, agent_id(1));
+}
