@@ -1,12 +1,13 @@
-//! `berth-verification simulate --seed S --steps N [--masters M] [--agents A]`: runs the
-//! seeded whole-cluster simulator and prints its report, or the violation and its seed.
+//! `berth-verification simulate --seed S --steps N [--masters M] [--agents A] [--settle SECS]`:
+//! runs the seeded whole-cluster simulator and prints its report, or the violation and its
+//! seed. `--settle` is the simulated time the healed cluster gets to converge (0 skips it).
 
 use std::process::ExitCode;
 
 use berth_verification::simulator::{SimulationConfig, simulate};
 
 const USAGE: &str = "usage: berth-verification simulate [--seed S] [--steps N] [--seeds K] \
-                     [--masters 1|3|5] [--agents A]";
+                     [--masters 1|3|5] [--agents A] [--settle SECS]";
 
 fn main() -> ExitCode {
     let arguments: Vec<String> = std::env::args().skip(1).collect();
@@ -30,6 +31,7 @@ fn main() -> ExitCode {
             "--steps" => config.steps = value,
             "--masters" if matches!(value, 1 | 3 | 5) => config.masters = value as u8,
             "--agents" if value > 0 => config.agents = value as usize,
+            "--settle" => config.settle = std::time::Duration::from_secs(value),
             _ => {
                 eprintln!("unknown or invalid flag {flag}\n{USAGE}");
                 return ExitCode::FAILURE;

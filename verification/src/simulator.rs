@@ -20,15 +20,28 @@
 //!   offered framework's role;
 //! * **R4** a volume that was written keeps its data (the workload never destroys one);
 //! * **R5** no task is handed to an executor twice.
+//!
+//! Then every node is restarted, every link healed, and the cluster runs without faults
+//! for [`SimulationConfig::settle`] of simulated time, until it has converged (DESIGN.md's
+//! liveness, checked once at the end; the invariants above are still checked every
+//! simulated second):
+//!
+//! * **L1** a leader is elected;
+//! * **L2** every agent is registered with it, and admitted in its registry;
+//! * **L3** every framework knows the truth about its tasks: a task an executor runs is
+//!   `RUNNING` to its framework, and a task its framework still holds as live (its latest
+//!   update not terminal) runs in an executor.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
+use berth_protocol::agent::AgentPhase;
 use berth_protocol::ids::{ExecutorId, Principal, Role, TaskId, Term, VolumeId};
 use berth_protocol::master::Master;
 use berth_protocol::message::{OperationKind, TaskSpec};
 use berth_protocol::operation::conversion;
+use berth_protocol::registry::AgentStatus;
 use berth_protocol::resources::{ContainerPath, PersistentVolume, Resources};
 use berth_protocol::scheduler::{SchedulerAction, SchedulerEvent};
 use berth_protocol::task::{TaskCommand, TaskState};
@@ -49,7 +62,14 @@ pub struct SimulationConfig {
     pub agent_mutation: Option<berth_protocol::agent::AgentMutation>,
     /// Deliberately broken masters, to show that an invariant catches them.
     pub master_mutation: Option<berth_protocol::master::Mutation>,
+    /// Simulated time the healed cluster gets to converge after the last step (L1–L3);
+    /// zero skips the check.
+    pub settle: Duration,
 }
+
+/// Long enough for every retry to fire after the faults end: an agent's status update
+/// backs off to 60 s, as does a scheduler's reconciliation of a task it cannot place.
+pub const SETTLE_DEFAULT: Duration = Duration::from_secs(300);
 
 impl Default for SimulationConfig {
     fn default() -> Self {
@@ -59,6 +79,7 @@ impl Default for SimulationConfig {
             steps: 10_000,
             agent_mutation: None,
             master_mutation: None,
+            settle: SETTLE_DEFAULT,
         }
     }
 }
@@ -72,19 +93,23 @@ pub struct Violation {
     pub step: u64,
     /// Which invariant, and how.
     pub invariant: String,
+    /// Whether it was seen while the healed cluster settled after the last step (L1–L3, or
+    /// an invariant broken then).
+    pub settling: bool,
 }
 
 impl fmt::Display for Violation {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (when, steps) = if self.settling {
+            (format!("settling after step {}", self.step), self.step)
+        } else {
+            (format!("step {}", self.step), self.step + 1)
+        };
         write!(
             formatter,
-            "seed {}: step {}: {} (replay: cargo run --release -p berth-verification -- \
-             simulate --seed {} --steps {})",
-            self.seed,
-            self.step,
-            self.invariant,
-            self.seed,
-            self.step + 1
+            "seed {}: {when}: {} (replay: cargo run --release -p berth-verification -- \
+             simulate --seed {} --steps {steps})",
+            self.seed, self.invariant, self.seed,
         )
     }
 }
@@ -126,9 +151,20 @@ pub fn simulate(seed: u64, config: SimulationConfig) -> Result<SimulationReport,
                 seed,
                 step,
                 invariant,
+                settling: false,
             });
         }
         simulation.report.steps = step + 1;
+    }
+    if !config.settle.is_zero() {
+        simulation
+            .settle(config.settle)
+            .map_err(|invariant| Violation {
+                seed,
+                step: config.steps,
+                invariant,
+                settling: true,
+            })?;
     }
     simulation.report.simulated = simulation.cluster.now();
     simulation.report.leaders = simulation.leaders.len();
@@ -326,6 +362,26 @@ impl Simulation {
         self.count("task submitted");
     }
 
+    /// Heals the cluster and runs it without faults until it converges (L1–L3) or `limit`
+    /// passes, checking the invariants every simulated second.
+    fn settle(&mut self, limit: Duration) -> Result<(), String> {
+        for node in self.masters.iter().chain(self.agents.iter()) {
+            if !self.cluster.is_up(node) {
+                self.cluster.restart(node);
+            }
+        }
+        self.cluster.heal();
+        let end = self.cluster.now() + limit;
+        loop {
+            self.check()?;
+            let converged = converged(&self.cluster);
+            if converged.is_ok() || self.cluster.now() >= end {
+                return converged;
+            }
+            self.cluster.run_for(Duration::from_secs(1));
+        }
+    }
+
     /// Every invariant; the first violated, described.
     fn check(&mut self) -> Result<(), String> {
         self.check_leaders()?;
@@ -448,6 +504,76 @@ impl Simulation {
         }
         Ok(())
     }
+}
+
+/// L1–L3: the first way in which the cluster has not converged, described.
+fn converged(cluster: &Cluster) -> Result<(), String> {
+    let leader = cluster.leader().ok_or("L1: no leader")?;
+    let master = cluster.masters()[&leader]
+        .machine()
+        .ok_or("L1: the leader is down")?;
+    let directory = master.agent_directory().ok_or("L1: no leader")?;
+    for (at, host) in cluster.agents() {
+        let agent = host.node().machine().ok_or("L2: an agent is down")?;
+        let registered = agent.id().filter(|id| {
+            master
+                .registry()
+                .agents()
+                .get(id)
+                .is_some_and(|record| record.status == AgentStatus::Admitted)
+                && directory
+                    .agents()
+                    .get(id)
+                    .is_some_and(|view| view.registered)
+        });
+        match (registered, agent.phase()) {
+            (Some(_), AgentPhase::Registered { leader: with, term })
+                if *with == leader && *term == master.term() => {}
+            (_, phase) => {
+                return Err(format!(
+                    "L2: {at} is not registered with {leader} (term {}): {phase:?}",
+                    master.term()
+                ));
+            }
+        }
+    }
+    let running: BTreeSet<&str> = cluster
+        .agents()
+        .values()
+        .flat_map(|host| host.executors.values())
+        .flat_map(|executor| executor.running.iter().map(TaskId::as_str))
+        .collect();
+    for (name, host) in cluster.schedulers() {
+        let mut latest: BTreeMap<&str, TaskState> = BTreeMap::new();
+        for action in &host.actions {
+            if let SchedulerAction::Status { task, state, .. } = action {
+                latest.insert(task.as_str(), *state);
+            }
+        }
+        for (task, state) in &latest {
+            let runs = running.contains(task);
+            if runs && *state != TaskState::Running {
+                return Err(format!("L3: {task} runs, but {name} holds it {state}"));
+            }
+            if !runs && !state.is_terminal() {
+                return Err(format!(
+                    "L3: {name} holds {task} {state}, but no executor runs it"
+                ));
+            }
+        }
+    }
+    for task in &running {
+        if !cluster
+            .schedulers()
+            .values()
+            .any(|host| host.states_of(task).last() == Some(&TaskState::Running))
+        {
+            return Err(format!(
+                "L3: {task} runs, but no framework holds it RUNNING"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// R1–R3 on one leader's soft state.

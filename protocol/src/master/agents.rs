@@ -731,7 +731,7 @@ impl Master {
                             .get(agent)
                             .is_some_and(|record| record.status == AgentStatus::Admitted)
                     });
-                    if readmitted {
+                    if readmitted && !self.mutated(super::Mutation::UnreachableOverridesReturn) {
                         continue;
                     }
                     self.rescind_offers_of(*agent, out);

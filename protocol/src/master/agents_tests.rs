@@ -1600,12 +1600,12 @@ fn an_unreachable_entry_committed_after_the_agents_return_leaves_its_tasks_as_re
         })),
     );
     assert!(
-        sent_to(&commands, &scheduler_address())
-            .iter()
-            .any(|message| matches!(message, Message::TaskStatus(status)
+        sent_to(&commands, &scheduler_address()).iter().any(
+            |message| matches!(message, Message::TaskStatus(status)
                 if status.task == task()
                     && status.source == StatusSource::Reconciliation
-                    && status.state == TaskState::Running)),
+                    && status.state == TaskState::Running)
+        ),
         "{commands:?}"
     );
 }

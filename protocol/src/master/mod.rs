@@ -170,6 +170,10 @@ pub enum Mutation {
     /// A new leader counts a disconnected framework's failover time as spent under the old
     /// leader and arms its timer with nothing left, instead of in full (F1).
     FailoverTimerNotRearmed,
+    /// An unreachable entry that commits after its agent returned marks the tasks the agent
+    /// reported `UNREACHABLE` anyway, and its readmission resumes them as such (L3: the
+    /// framework holds running tasks unreachable for good).
+    UnreachableOverridesReturn,
 }
 
 /// A master's configuration: who it is, who its peers are, and its timing.
