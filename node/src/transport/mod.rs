@@ -89,7 +89,17 @@
 //! [`Network::run`] accepts until its `shutdown` future completes, then closes everything,
 //! like mini-redis's `run(listener, shutdown)`. [`Network::shutdown`] does the same for a
 //! network with no listener (a client) or from another task: every task stops and every
-//! socket is closed before it returns.
+//! socket is closed before it returns. A send that races the shutdown either queues its
+//! message before the shutdown closes that queue, or returns [`SendOutcome::ShutDown`].
+//!
+//! # Shared memory
+//!
+//! The network's tasks share memory in two places, each a small module that loom compiles
+//! from this source and checks under every interleaving (RELIABILITY.md, "loom"): the routing
+//! table (`routes.rs`) and the task set with the reader of connection ends, guarded by the
+//! stopping flag (`lifecycle.rs`). The rest is tokio's (the inbox, the queues, the `watch`
+//! that wakes tasks at shutdown) or a relaxed counter of dropped messages that only
+//! statistics read.
 
 #![warn(missing_docs)]
 
