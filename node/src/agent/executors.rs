@@ -18,6 +18,10 @@
 //! newest connection (a late `Disconnected` of an older one changes nothing), a report or an
 //! acknowledgement for a connection that is no longer the executor's live one is dropped, and
 //! an entry is removed only by this task, after which every input naming it finds nothing.
+//! One ordering crosses two channels: the driver publishes its status before it counts an
+//! event as processed, and each `watch` is behind a lock, so the status the manager reads
+//! after it sees the count of an executor's connection already holds that step (what
+//! `kill_unheld` relies on).
 //!
 //! [`Driver::events_processed`]: crate::driver::Driver::events_processed
 
