@@ -13,8 +13,8 @@
 //!   of connection ends closes at shutdown, and its reader never waits for ever.
 //! * `dial` registers a dialer's queue in the routing table and starts its task; when the
 //!   network is stopping it takes the queue back out and says so. A message is thus never
-//!   reported queued on a dialer that will never run (it is counted as dropped, and the
-//!   sender told the network is shut down), and no such queue is left in the table.
+//!   reported queued on a dialer that will never run (the sender is told the network is
+//!   shut down, as a send after the shutdown is), and no such queue is left in the table.
 //!
 //! The flag itself is a [`Flag`]: a `tokio::sync::watch` channel in the node, which also
 //! wakes the tasks waiting on it. Correctness does not depend on the flag's own memory
@@ -96,7 +96,9 @@ impl<T: Default, E> Lifecycle<T, E> {
     /// Calls `start` on the task set, to add a task, unless `stopping` is raised; returns
     /// whether it did.
     pub(crate) fn spawn(&self, stopping: &impl Flag, start: impl FnOnce(&mut T)) -> bool {
-        let early = (self.mutated(Mutation::SpawnChecksOutsideLock)).then(|| stopping.is_raised());
+        let early = self
+            .mutated(Mutation::SpawnChecksOutsideLock)
+            .then(|| stopping.is_raised());
         let mut tasks = lock(&self.tasks);
         if early.unwrap_or_else(|| stopping.is_raised()) {
             return false;
@@ -130,7 +132,9 @@ impl<T: Default, E> Lifecycle<T, E> {
     /// Stores `ends` as the reader of connection ends, replacing the earlier one, unless
     /// `stopping` is raised; returns whether it did.
     pub(crate) fn set_connection_ends(&self, stopping: &impl Flag, ends: E) -> bool {
-        let early = (self.mutated(Mutation::EndsCheckedOutsideLock)).then(|| stopping.is_raised());
+        let early = self
+            .mutated(Mutation::EndsCheckedOutsideLock)
+            .then(|| stopping.is_raised());
         let mut slot = lock(&self.connection_ends);
         if early.unwrap_or_else(|| stopping.is_raised()) {
             return false;

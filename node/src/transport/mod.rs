@@ -326,8 +326,8 @@ impl Network {
             },
         );
         if started.is_none() {
-            // The network shut down since the check above: the dialer's queue is gone.
-            self.shared.count_dropped();
+            // The network shut down since the check above, and the dialer's queue with it:
+            // the same answer as a send after the shutdown.
             return SendOutcome::ShutDown;
         }
         SendOutcome::Queued
