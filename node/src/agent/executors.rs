@@ -8,6 +8,21 @@
 //! once the driver has processed the event it caused ([`Driver::events_processed`]), so only
 //! once the resulting checkpoint record is durable.
 //!
+//! No memory is shared here, so there is nothing for loom to check (RELIABILITY.md, "loom"):
+//! the executor map (`executors`, `connections`) is a field of the manager, and only its
+//! task reads or changes it. Connection tasks and child-process waiters own their sockets and
+//! children and reach the map only by sending an [`Input`] on a tokio channel; the driver's
+//! actions and its count of processed events arrive on tokio channels too. What races is the
+//! order in which those messages arrive, and the manager is written for any order: every
+//! input names its connection by a number never reused, an executor's entry follows only its
+//! newest connection (a late `Disconnected` of an older one changes nothing), a report or an
+//! acknowledgement for a connection that is no longer the executor's live one is dropped, and
+//! an entry is removed only by this task, after which every input naming it finds nothing.
+//! One ordering crosses two channels: the driver publishes its status before it counts an
+//! event as processed, and each `watch` is behind a lock, so the status the manager reads
+//! after it sees the count of an executor's connection already holds that step (what
+//! `kill_unheld` relies on).
+//!
 //! [`Driver::events_processed`]: crate::driver::Driver::events_processed
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};

@@ -42,6 +42,11 @@
 //!
 //! Stopping an agent (SIGTERM) leaves its executors and their tasks running, as in Mesos: a
 //! restarted agent recovers them from its checkpoint (A3).
+//!
+//! The stop runs in order over tokio channels, with no memory shared of the agent's own: the
+//! driver stops between two steps, then tells the network (a `oneshot`) and the executor
+//! manager (a `watch`) to stop. The network's own shutdown, where its tasks do share memory,
+//! is loom-checked ([`transport`](crate::transport), `lifecycle.rs`).
 
 #![warn(missing_docs)]
 

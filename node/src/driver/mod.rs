@@ -54,6 +54,12 @@
 //! executed; only a storage failure does, and then the process exits and recovers from disk,
 //! which rule 3 makes safe.
 //!
+//! The driver shares no memory with other threads, so loom has nothing to check here
+//! (RELIABILITY.md, "loom"): the machine, the timers and the durable copy are its own; its
+//! inputs, its status and its count of processed events cross tasks only through tokio's
+//! `mpsc` and `watch` channels; and a storage operation *moves* the store to a blocking
+//! thread and back, so exactly one thread holds it at any time.
+//!
 //! # Compaction
 //!
 //! The driver keeps its own copy of the durable state, folding each record it persists with

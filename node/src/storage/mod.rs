@@ -32,6 +32,13 @@
 //! Storage is synchronous: the fsyncs are the point. A tokio driver calls it from a blocking
 //! thread (`spawn_blocking` or `block_in_place`).
 //!
+//! A [`Store`] is never shared: the driver moves it to the blocking thread and takes it back,
+//! so one thread at a time holds it, and the `Arc<dyn FileSystem>` it keeps points at a
+//! [`RealFileSystem`] with no state of its own. Only the test file system,
+//! [`FaultyFileSystem`], has shared state (its test and its store both reach it), and it takes
+//! one lock for the whole of each operation. None of this needs a loom test
+//! (RELIABILITY.md, "loom").
+//!
 //! # Testing crash points
 //!
 //! All file operations go through the [`FileSystem`] trait. [`FaultyFileSystem`] fails a

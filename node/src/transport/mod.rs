@@ -89,25 +89,37 @@
 //! [`Network::run`] accepts until its `shutdown` future completes, then closes everything,
 //! like mini-redis's `run(listener, shutdown)`. [`Network::shutdown`] does the same for a
 //! network with no listener (a client) or from another task: every task stops and every
-//! socket is closed before it returns.
+//! socket is closed before it returns. A send that races the shutdown either queues its
+//! message before the shutdown closes that queue, or returns [`SendOutcome::ShutDown`].
+//!
+//! # Shared memory
+//!
+//! The network's tasks share memory in two places, each a small module that loom compiles
+//! from this source and checks under every interleaving (RELIABILITY.md, "loom"): the routing
+//! table (`routes.rs`) and the task set with the reader of connection ends, guarded by the
+//! stopping flag (`lifecycle.rs`). The rest is tokio's (the inbox, the queues, the `watch`
+//! that wakes tasks at shutdown) or a relaxed counter of dropped messages that only
+//! statistics read.
 
 #![warn(missing_docs)]
 
 mod connection;
 mod handshake;
+pub(crate) mod lifecycle;
 pub(crate) mod routes;
 mod secret;
 pub(crate) mod sync;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use berth_protocol::Address;
 use berth_protocol::bounded::Name;
 use berth_protocol::message::Message;
+use lifecycle::{Flag, Lifecycle};
 use routes::{Queue, Refused, Routed, Routes};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
@@ -184,11 +196,10 @@ struct Shared {
     /// Queues of live connections (and dialers) by peer address.
     routes: Routes<mpsc::Sender<Message>>,
     dropped: AtomicU64,
-    /// Where connection ends are reported, once someone asked.
-    connection_ends: Mutex<Option<mpsc::Sender<Address>>>,
     /// `true` once the network shuts down.
     stopping: watch::Sender<bool>,
-    tasks: Mutex<JoinSet<()>>,
+    /// The running tasks, and where connection ends are reported once someone asked.
+    lifecycle: Lifecycle<JoinSet<()>, mpsc::Sender<Address>>,
     runtime: Handle,
 }
 
@@ -198,6 +209,16 @@ impl Queue<Message> for mpsc::Sender<Message> {
             mpsc::error::TrySendError::Full(_) => Refused::Full,
             mpsc::error::TrySendError::Closed(message) => Refused::Closed(message),
         })
+    }
+}
+
+impl Flag for watch::Sender<bool> {
+    fn raise(&self) {
+        self.send_replace(true);
+    }
+
+    fn is_raised(&self) -> bool {
+        *self.borrow()
     }
 }
 
@@ -214,9 +235,8 @@ impl Network {
             inbox,
             routes: Routes::new(),
             dropped: AtomicU64::new(0),
-            connection_ends: Mutex::new(None),
             stopping: watch::Sender::new(false),
-            tasks: Mutex::new(JoinSet::new()),
+            lifecycle: Lifecycle::new(),
             runtime: Handle::current(),
         };
         (
@@ -292,12 +312,24 @@ impl Network {
             // A fresh queue has room; this cannot happen.
             self.shared.count_dropped();
         }
-        let connection = self.shared.routes.register(to, sender);
         let shared = Arc::clone(&self.shared);
-        let to = to.clone();
-        self.shared.spawn(async move {
-            dial(&shared, &to, socket_address, connection, receiver).await;
-        });
+        let dialed = to.clone();
+        let started = self.shared.lifecycle.dial(
+            &self.shared.stopping,
+            &self.shared.routes,
+            to,
+            sender,
+            |tasks, connection| {
+                self.shared.start(tasks, async move {
+                    dial(&shared, &dialed, socket_address, connection, receiver).await;
+                });
+            },
+        );
+        if started.is_none() {
+            // The network shut down since the check above, and the dialer's queue with it:
+            // the same answer as a send after the shutdown.
+            return SendOutcome::ShutDown;
+        }
         SendOutcome::Queued
     }
 
@@ -311,9 +343,10 @@ impl Network {
     /// channel closes.
     pub fn connection_ends(&self) -> mpsc::Receiver<Address> {
         let (sender, receiver) = mpsc::channel(CONNECTION_ENDS_QUEUED_MAX);
-        if !*self.shared.stopping.borrow() {
-            *self.shared.lock_connection_ends() = Some(sender);
-        }
+        // Refused once the network is stopping: the sender is dropped and the channel closed.
+        self.shared
+            .lifecycle
+            .set_connection_ends(&self.shared.stopping, sender);
         receiver
     }
 
@@ -330,31 +363,21 @@ impl Network {
     /// Stops accepting and dialing, closes every connection, and returns when every task of
     /// the network has ended. Later sends return [`SendOutcome::ShutDown`].
     pub async fn shutdown(&self) {
-        self.shared.stopping.send_replace(true);
-        self.shared.lock_connection_ends().take();
-        self.shared.routes.clear();
-        let mut tasks = std::mem::take(&mut *self.shared.lock_tasks());
+        let mut tasks = self
+            .shared
+            .lifecycle
+            .stop(&self.shared.stopping, &self.shared.routes);
         while tasks.join_next().await.is_some() {}
     }
 }
 
 impl Shared {
-    fn lock_tasks(&self) -> MutexGuard<'_, JoinSet<()>> {
-        self.tasks.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn lock_connection_ends(&self) -> MutexGuard<'_, Option<mpsc::Sender<Address>>> {
-        self.connection_ends
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// Reports that the established connection to `peer` ended, if anyone asked. Never
     /// waits: a reader that is behind loses the report.
     fn report_connection_end(&self, peer: &Address) {
-        if let Some(ends) = &*self.lock_connection_ends() {
+        self.lifecycle.report_connection_end(|ends| {
             let _ = ends.try_send(peer.clone());
-        }
+        });
     }
 
     fn count_dropped(&self) {
@@ -362,14 +385,16 @@ impl Shared {
     }
 
     /// Runs `task` until it ends or the network shuts down. Nothing is spawned once the
-    /// network is stopping; the check happens under the task lock that
-    /// [`Network::shutdown`] takes after setting the flag, so no task escapes it.
+    /// network is stopping, so no task escapes [`Network::shutdown`] (see
+    /// [`lifecycle`](self::lifecycle)).
     fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
-        let mut tasks = self.lock_tasks();
+        self.lifecycle
+            .spawn(&self.stopping, |tasks| self.start(tasks, task));
+    }
+
+    /// Adds `task` to `tasks`, to run until it ends or the network shuts down.
+    fn start(&self, tasks: &mut JoinSet<()>, task: impl Future<Output = ()> + Send + 'static) {
         while tasks.try_join_next().is_some() {}
-        if *self.stopping.borrow() {
-            return;
-        }
         let mut stopping = self.stopping.subscribe();
         tasks.spawn_on(
             async move {

@@ -12,7 +12,8 @@
 //! Each operation holds the table's lock from start to end, so the table never shows half an
 //! operation, and connection numbers come from one atomic counter, so two connections never
 //! share one. The loom test `verification/tests/loom_routes.rs` compiles this file against
-//! loom's primitives and checks both under every interleaving.
+//! loom's primitives and checks both under every interleaving; it also switches on each
+//! seeded bug of [`Mutation`] and shows that the check fails.
 
 use std::collections::BTreeMap;
 
@@ -46,11 +47,24 @@ pub(crate) enum Routed<M> {
     NoQueue(M),
 }
 
+/// A seeded bug, switched on only by the loom tests (`cfg(loom)`), to show that they catch
+/// it. A build without `--cfg loom` cannot switch any on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(loom), allow(dead_code))] // Constructed by the loom tests only.
+pub(crate) enum Mutation {
+    /// `register` numbers a connection with a load and a store instead of one atomic add.
+    NumberingNotAtomic,
+    /// `unregister` removes every queue of the peer, not just its own connection's.
+    UnregisterRemovesThePeer,
+}
+
 /// See the [module documentation](self).
 #[derive(Debug)]
 pub(crate) struct Routes<Q> {
     peers: Mutex<BTreeMap<Address, Vec<(u64, Q)>>>,
     next_connection: AtomicU64,
+    #[cfg(loom)]
+    mutation: Option<Mutation>,
 }
 
 impl<Q> Routes<Q> {
@@ -59,6 +73,28 @@ impl<Q> Routes<Q> {
         Routes {
             peers: Mutex::new(BTreeMap::new()),
             next_connection: AtomicU64::new(0),
+            #[cfg(loom)]
+            mutation: None,
+        }
+    }
+
+    /// An empty table with the seeded bug `mutation` switched on.
+    #[cfg(loom)]
+    pub(crate) fn with_mutation(mutation: Mutation) -> Routes<Q> {
+        Routes {
+            mutation: Some(mutation),
+            ..Routes::new()
+        }
+    }
+
+    /// Whether the seeded bug `mutation` is switched on (never, outside the loom tests).
+    fn mutated(&self, mutation: Mutation) -> bool {
+        #[cfg(loom)]
+        return self.mutation == Some(mutation);
+        #[cfg(not(loom))]
+        {
+            let _ = mutation;
+            false
         }
     }
 
@@ -92,7 +128,14 @@ impl<Q> Routes<Q> {
 
     /// Adds `queue` for `peer` as its newest; returns its connection number.
     pub(crate) fn register(&self, peer: &Address, queue: Q) -> u64 {
-        let connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        let connection = if self.mutated(Mutation::NumberingNotAtomic) {
+            let connection = self.next_connection.load(Ordering::Relaxed);
+            self.next_connection
+                .store(connection + 1, Ordering::Relaxed);
+            connection
+        } else {
+            self.next_connection.fetch_add(1, Ordering::Relaxed)
+        };
         self.lock()
             .entry(peer.clone())
             .or_default()
@@ -105,7 +148,7 @@ impl<Q> Routes<Q> {
         let mut peers = self.lock();
         if let Some(queues) = peers.get_mut(peer) {
             queues.retain(|(number, _)| *number != connection);
-            if queues.is_empty() {
+            if queues.is_empty() || self.mutated(Mutation::UnregisterRemovesThePeer) {
                 peers.remove(peer);
             }
         }
