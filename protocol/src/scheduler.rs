@@ -55,7 +55,10 @@
 //!   the task's agent has re-registered without it.
 //! * **Launch (R5).** A task given to the scheduler is launched on the first offer that
 //!   holds its resources. The launch is persisted before the accept leaves, so a restarted
-//!   scheduler does not launch a task twice. Offers not used are declined.
+//!   scheduler does not launch a task twice. Offers not used are declined. A task id the
+//!   scheduler knows (queued, live, or ended and still held) is refused. It holds at most
+//!   [`SCHEDULER_TASKS_MAX`] live tasks; ended tasks are kept until a launch needs their
+//!   room, then forgotten together, so a long-lived framework launches without limit.
 //!
 //! # A leader's crash, as its scheduler sees it
 //!
@@ -118,7 +121,10 @@ pub const RECONCILE_RETRY_INITIAL_DEFAULT: Duration = Duration::from_secs(1);
 pub const RECONCILE_RETRY_MAX_DEFAULT: Duration = Duration::from_secs(60);
 /// The default silence from the leader after which the scheduler subscribes again.
 pub const LEADER_SILENCE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
-/// The most tasks a scheduler holds: its queue and the tasks it launched.
+/// The most tasks a scheduler holds: its queue and the tasks it launched. Only live tasks
+/// (queued, or launched and not ended) count against it over time: when launching one more
+/// would exceed it, the scheduler forgets the tasks that ended, and their ids are free
+/// again.
 pub const SCHEDULER_TASKS_MAX: usize = RECONCILE_TASKS_MAX;
 
 /// A scheduler's configuration.
@@ -269,8 +275,9 @@ pub struct SchedulerDurable {
     pub framework: Option<FrameworkId>,
     /// The highest term seen (E3).
     pub highest_term: Term,
-    /// Every launched task, its agent and latest state; ended tasks are kept so that none is
-    /// launched twice (R5). At most [`SCHEDULER_TASKS_MAX`].
+    /// Every launched task, its agent and latest state. Ended tasks are kept, so that a
+    /// task id is not used twice while its task is known (R5), until room is needed: at most
+    /// [`SCHEDULER_TASKS_MAX`], and a launch into a full map forgets every ended task first.
     pub tasks: BTreeMap<TaskId, LaunchedTask>,
     /// The next operation number.
     pub next_operation: u64,
@@ -290,6 +297,11 @@ fn apply(durable: &mut SchedulerDurable, record: &SchedulerRecord) {
         SchedulerRecord::TermSeen(term) => durable.highest_term = durable.highest_term.max(*term),
         SchedulerRecord::Subscribed(framework) => durable.framework = Some(*framework),
         SchedulerRecord::Launched { task, agent } => {
+            // Full: forget the tasks that ended (a fold of the records, so recovery forgets
+            // exactly what the running scheduler did).
+            if durable.tasks.len() >= SCHEDULER_TASKS_MAX && !durable.tasks.contains_key(task) {
+                durable.tasks.retain(|_, known| !known.state.is_terminal());
+            }
             durable.tasks.entry(task.clone()).or_insert(LaunchedTask {
                 agent: *agent,
                 state: TaskState::Staging,
@@ -463,10 +475,10 @@ impl Scheduler {
                     .any(|queued| launches(queued).contains(task))
         });
         let size = alternatives.iter().map(Vec::len).max().unwrap_or(0);
-        if !known
-            && size > 0
-            && self.queued_operations() + size + self.durable.tasks.len() <= SCHEDULER_TASKS_MAX
-        {
+        // Room for it among the live tasks; ended ones are counted out (and forgotten at the
+        // next launch) only when the map is too full to tell at once.
+        let fits = |held: usize| self.queued_operations() + size + held <= SCHEDULER_TASKS_MAX;
+        if !known && size > 0 && (fits(self.durable.tasks.len()) || fits(self.live_tasks())) {
             self.queue.push_back(alternatives);
         }
     }
@@ -902,7 +914,17 @@ impl Scheduler {
             debug_assert!(self.durable.framework.is_some(), "subscribed means an id");
             debug_assert!(*term <= self.durable.highest_term, "E3");
         }
-        debug_assert!(self.queued_operations() + self.durable.tasks.len() <= SCHEDULER_TASKS_MAX);
+        debug_assert!(self.queued_operations() + self.live_tasks() <= SCHEDULER_TASKS_MAX);
+        debug_assert!(self.durable.tasks.len() <= SCHEDULER_TASKS_MAX);
+    }
+
+    /// Launched tasks not yet ended.
+    fn live_tasks(&self) -> usize {
+        self.durable
+            .tasks
+            .values()
+            .filter(|task| !task.state.is_terminal())
+            .count()
     }
 }
 

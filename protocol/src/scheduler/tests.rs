@@ -687,3 +687,72 @@ fn a_second_registration_answer_does_not_make_a_second_framework() {
             .all(|(_, framework_id)| *framework_id == Some(framework()))
     );
 }
+
+/// A checkpoint of a subscribed framework that launched `count` tasks, each in `state`.
+fn durable_with_tasks(count: usize, state: TaskState) -> SchedulerDurable {
+    let mut durable = SchedulerDurable {
+        framework: Some(framework()),
+        highest_term: Term(2),
+        ..SchedulerDurable::default()
+    };
+    for index in 0..count {
+        durable.tasks.insert(
+            task(&alloc::format!("old-{index}")),
+            LaunchedTask {
+                agent: agent(),
+                state,
+            },
+        );
+    }
+    durable
+}
+
+fn launched(commands: &Commands) -> Vec<TaskId> {
+    persisted(commands)
+        .into_iter()
+        .filter_map(|record| match record {
+            SchedulerRecord::Launched { task, .. } => Some(task),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Only live tasks count against the limit over a scheduler's life: one whose launched tasks
+/// all ended launches more, forgetting the ended ones (in its checkpoint too, as recovery
+/// folds the same records).
+#[test]
+fn a_scheduler_full_of_ended_tasks_forgets_them_to_launch_more() {
+    let full = durable_with_tasks(SCHEDULER_TASKS_MAX, TaskState::Finished);
+    let (mut scheduler, _) = boot(&config(), &full);
+    deliver(&mut scheduler, 1, subscribed(2));
+    event(
+        &mut scheduler,
+        SchedulerEvent::Launch(spec("next", "cpus:1")),
+    );
+    let commands = deliver(&mut scheduler, 1, offer(0, "cpus:4"));
+    assert_eq!(launched(&commands), [task("next")]);
+    assert!(matches!(sent(&commands)[..], [(_, Message::Accept(_))]));
+    let tasks: Vec<&TaskId> = scheduler.durable().tasks.keys().collect();
+    assert_eq!(tasks, [&task("next")], "the ended tasks are forgotten");
+    let mut recovered = full;
+    for record in persisted(&commands) {
+        Scheduler::apply(&mut recovered, &record);
+    }
+    assert_eq!(&recovered, scheduler.durable());
+}
+
+/// Live tasks still bound it: a scheduler with as many running tasks as it may hold queues
+/// nothing more.
+#[test]
+fn a_scheduler_full_of_live_tasks_takes_no_more() {
+    let full = durable_with_tasks(SCHEDULER_TASKS_MAX, TaskState::Running);
+    let (mut scheduler, _) = boot(&config(), &full);
+    deliver(&mut scheduler, 1, subscribed(2));
+    event(
+        &mut scheduler,
+        SchedulerEvent::Launch(spec("next", "cpus:1")),
+    );
+    let commands = deliver(&mut scheduler, 1, offer(0, "cpus:4"));
+    assert!(launched(&commands).is_empty());
+    assert_eq!(scheduler.durable().tasks.len(), SCHEDULER_TASKS_MAX);
+}
