@@ -316,7 +316,7 @@ fn durable_logs(state: &ElectionState) -> impl Iterator<Item = &MasterDurable> {
         .actor_states
         .iter()
         .filter_map(|actor| match &***actor {
-            Either::Left(MachineState { durable, .. }) => Some(durable),
+            Either::Left(MachineState { durable, .. }) => Some(&**durable),
             Either::Right(_) => None,
         })
 }
