@@ -526,15 +526,18 @@ impl Actor for AgentHost {
         }
         let highest = next.agent.highest_term();
         let stale = command_term(&msg).is_some_and(|term| term < highest);
-        let before = (next.agent.clone(), next.storage.clone());
+        // Only a stale command needs the state before it, to tell whether the agent acted.
+        let before = stale.then(|| (next.agent.clone(), next.storage.clone()));
         let commands_before = out.len();
         let saved = self.step(&mut next, out, |agent, outbox| {
             agent.handle_message(&from, msg, outbox);
         });
-        let acted =
-            out.len() > commands_before || (next.agent.clone(), next.storage.clone()) != before;
-        if stale && acted {
-            next.obeyed_lower_term = true;
+        if let Some((agent, storage)) = before {
+            let acted =
+                out.len() > commands_before || next.agent != agent || next.storage != storage;
+            if acted {
+                next.obeyed_lower_term = true;
+            }
         }
         if saved {
             out.save(next.storage.clone());
