@@ -19,7 +19,7 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{Hash, Hasher};
 use std::ops::Deref;
 use std::sync::Arc;
 
@@ -45,9 +45,7 @@ fn digest<T: Hash + ?Sized>(value: &T) -> u64 {
         0x4b33_a62e_d433_d4a3,
         0x4d5a_2da5_1de1_aa47,
     );
-    let mut hasher = hasher.build_hasher();
-    value.hash(&mut hasher);
-    hasher.finish()
+    hasher.hash_one(value)
 }
 
 impl<T: Hash> Shared<T> {
