@@ -27,6 +27,8 @@ use berth_protocol::message::Message;
 use berth_protocol::{Address, Command, Machine, Outbox};
 use stateright::actor::{Actor, Id, Out};
 
+use crate::Shared;
+
 /// The addresses of a model's actors: actor `Id(i)` is `addresses[i]`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Directory {
@@ -113,11 +115,20 @@ impl<M: Machine> MachineActor<M> {
     }
 
     /// Carries out a step's outbox in order; returns whether anything was persisted.
-    fn execute(&self, outbox: &mut Outbox<M>, durable: &mut M::Durable, out: &mut Out<Self>) -> bool
+    ///
+    /// The records are applied after the other commands, all at once: the checker executes a
+    /// step's outputs atomically, and no other command reads the durable state.
+    fn execute(
+        &self,
+        outbox: &mut Outbox<M>,
+        durable: &mut Shared<M::Durable>,
+        out: &mut Out<Self>,
+    ) -> bool
     where
-        Self: Actor<Msg = Message, Timer = M::Timer, Storage = M::Durable>,
+        Self: Actor<Msg = Message, Timer = M::Timer, Storage = Shared<M::Durable>>,
+        M::Durable: Hash,
     {
-        let mut persisted = false;
+        let mut records = Vec::new();
         for command in outbox.drain() {
             match command {
                 Command::Send { to, message } => self.send(&to, message, out),
@@ -127,10 +138,7 @@ impl<M: Machine> MachineActor<M> {
                     out.set_timer(timer, duration.min..end);
                 }
                 Command::CancelTimer(timer) => out.cancel_timer(timer),
-                Command::Persist(record) => {
-                    M::apply(durable, &record);
-                    persisted = true;
-                }
+                Command::Persist(record) => records.push(record),
                 Command::Note(_) => {}
                 Command::Act(action) => {
                     if let Some(hook) = self.action_hook {
@@ -141,7 +149,15 @@ impl<M: Machine> MachineActor<M> {
                 }
             }
         }
-        persisted
+        if records.is_empty() {
+            return false;
+        }
+        durable.update(|durable| {
+            for record in &records {
+                M::apply(durable, record);
+            }
+        });
+        true
     }
 
     /// Sends to the actor at `to`; a message to an address outside the model is lost, as on a
@@ -161,8 +177,9 @@ impl<M: Machine> MachineActor<M> {
 pub struct MachineState<M: Machine> {
     /// The machine.
     pub machine: M,
-    /// The fold of every record it persisted; what a crash recovers from.
-    pub durable: M::Durable,
+    /// The fold of every record it persisted; what a crash recovers from. Shared with the
+    /// saved storage and with every later state until the machine persists again.
+    pub durable: Shared<M::Durable>,
 }
 
 impl<M> Actor for MachineActor<M>
@@ -172,10 +189,15 @@ where
     type Msg = Message;
     type Timer = M::Timer;
     type State = MachineState<M>;
-    type Storage = M::Durable;
+    type Storage = Shared<M::Durable>;
     type Random = ();
 
-    fn on_start(&self, _id: Id, storage: &Option<M::Durable>, out: &mut Out<Self>) -> Self::State {
+    fn on_start(
+        &self,
+        _id: Id,
+        storage: &Option<Shared<M::Durable>>,
+        out: &mut Out<Self>,
+    ) -> Self::State {
         let mut durable = storage.clone().unwrap_or_default();
         let mut outbox = Outbox::new();
         let machine = match M::boot(&self.config, &durable, &mut outbox) {

@@ -47,7 +47,7 @@ use stateright::actor::{
     Actor, ActorModel, ActorModelState, Envelope, Id, LossyNetwork, Network, Out,
 };
 
-use crate::{Directory, Either, MachineActor, MachineState, Roles};
+use crate::{Directory, Either, MachineActor, MachineState, Roles, Shared, SharedActor};
 
 /// The bounds and faults of an agents model.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -526,15 +526,18 @@ impl Actor for AgentHost {
         }
         let highest = next.agent.highest_term();
         let stale = command_term(&msg).is_some_and(|term| term < highest);
-        let before = (next.agent.clone(), next.storage.clone());
+        // Only a stale command needs the state before it, to tell whether the agent acted.
+        let before = stale.then(|| (next.agent.clone(), next.storage.clone()));
         let commands_before = out.len();
         let saved = self.step(&mut next, out, |agent, outbox| {
             agent.handle_message(&from, msg, outbox);
         });
-        let acted =
-            out.len() > commands_before || (next.agent.clone(), next.storage.clone()) != before;
-        if stale && acted {
-            next.obeyed_lower_term = true;
+        if let Some((agent, storage)) = before {
+            let acted =
+                out.len() > commands_before || next.agent != agent || next.storage != storage;
+            if acted {
+                next.obeyed_lower_term = true;
+            }
         }
         if saved {
             out.save(next.storage.clone());
@@ -647,11 +650,12 @@ pub struct AgentsHistory {
 }
 
 /// The model's actors: the master, then the agent host, then the scheduler.
-pub type AgentsActor = Roles<MachineActor<Master>, Roles<AgentHost, MachineActor<Scheduler>>>;
+pub type AgentsActor =
+    SharedActor<Roles<MachineActor<Master>, Roles<AgentHost, MachineActor<Scheduler>>>>;
 /// The agents model.
-pub type AgentsModel = ActorModel<AgentsActor, AgentsConfig, AgentsHistory>;
+pub type AgentsModel = ActorModel<AgentsActor, AgentsConfig, Shared<AgentsHistory>>;
 /// One state of the agents model.
-pub type AgentsState = ActorModelState<AgentsActor, AgentsHistory>;
+pub type AgentsState = ActorModelState<AgentsActor, Shared<AgentsHistory>>;
 
 const MASTER: usize = 0;
 const HOST: usize = 1;
@@ -700,16 +704,16 @@ pub fn agents_model(config: AgentsConfig) -> AgentsModel {
             command: TaskCommand::new("true").expect("valid"),
         }]);
     let host = AgentHost::new(agent_config, directory.clone(), config.reboots, false);
-    ActorModel::new(config.clone(), AgentsHistory::default())
-        .actor(Roles::Left(MachineActor::new(
+    ActorModel::new(config.clone(), Shared::new(AgentsHistory::default()))
+        .actor(SharedActor(Roles::Left(MachineActor::new(
             master_config,
             directory.clone(),
-        )))
-        .actor(Roles::Right(Roles::Left(host)))
-        .actor(Roles::Right(Roles::Right(MachineActor::new(
+        ))))
+        .actor(SharedActor(Roles::Right(Roles::Left(host))))
+        .actor(SharedActor(Roles::Right(Roles::Right(MachineActor::new(
             scheduler_config,
             directory,
-        ))))
+        )))))
         .init_network(if config.duplicating {
             Network::new_unordered_duplicating([])
         } else {
@@ -784,7 +788,7 @@ pub fn host_of(state: &AgentsState) -> Option<&HostState> {
     if state.crashed[HOST] {
         return None;
     }
-    match state.actor_states[HOST].as_ref() {
+    match &**state.actor_states[HOST] {
         Either::Right(Either::Left(host)) => Some(host),
         _ => None,
     }
@@ -792,14 +796,14 @@ pub fn host_of(state: &AgentsState) -> Option<&HostState> {
 
 /// The host's executors, live or not: they outlive the agent process.
 fn executors_of(state: &AgentsState) -> Option<&BTreeMap<(FrameworkId, ExecutorId), Executor>> {
-    match state.actor_states[HOST].as_ref() {
+    match &**state.actor_states[HOST] {
         Either::Right(Either::Left(host)) => Some(&host.storage.executors),
         _ => None,
     }
 }
 
 fn scheduler_of(state: &AgentsState) -> Option<&Scheduler> {
-    match state.actor_states[SCHEDULER].as_ref() {
+    match &**state.actor_states[SCHEDULER] {
         Either::Right(Either::Right(MachineState { machine, .. })) => Some(machine),
         _ => None,
     }
@@ -809,7 +813,7 @@ fn master_of(state: &AgentsState) -> Option<&Master> {
     if state.crashed[MASTER] {
         return None;
     }
-    match state.actor_states[MASTER].as_ref() {
+    match &**state.actor_states[MASTER] {
         Either::Left(MachineState { machine, .. }) => Some(machine),
         _ => None,
     }
@@ -817,12 +821,12 @@ fn master_of(state: &AgentsState) -> Option<&Master> {
 
 fn record_sent(
     _: &AgentsConfig,
-    history: &AgentsHistory,
-    envelope: Envelope<&Message>,
-) -> Option<AgentsHistory> {
-    match envelope.msg {
+    history: &Shared<AgentsHistory>,
+    envelope: Envelope<&Shared<Message>>,
+) -> Option<Shared<AgentsHistory>> {
+    match &**envelope.msg {
         Message::StatusUpdate(update) if usize::from(envelope.src) == HOST => {
-            let mut next = history.clone();
+            let mut next = (**history).clone();
             let sent = next.sent.entry(update.task.clone()).or_default();
             match sent.get(&update.update.0) {
                 Some(state) if *state != update.state => {
@@ -838,19 +842,19 @@ fn record_sent(
                     sent.insert(update.update.0, update.state);
                 }
             }
-            (next != *history).then_some(next)
+            (next != **history).then(|| Shared::new(next))
         }
         Message::Election(_) | Message::Ping(_) if usize::from(envelope.src) == MASTER => {
-            let term = match envelope.msg {
+            let term = match &**envelope.msg {
                 Message::Ping(ping) => ping.term.0,
                 _ => return None,
             };
             if history.master_terms.contains(&term) {
                 return None;
             }
-            let mut next = history.clone();
+            let mut next = (**history).clone();
             next.master_terms.insert(term);
-            Some(next)
+            Some(Shared::new(next))
         }
         _ => None,
     }
@@ -858,10 +862,10 @@ fn record_sent(
 
 fn record_arrived(
     _: &AgentsConfig,
-    history: &AgentsHistory,
-    envelope: Envelope<&Message>,
-) -> Option<AgentsHistory> {
-    let Message::TaskStatus(status) = envelope.msg else {
+    history: &Shared<AgentsHistory>,
+    envelope: Envelope<&Shared<Message>>,
+) -> Option<Shared<AgentsHistory>> {
+    let Message::TaskStatus(status) = &**envelope.msg else {
         return None;
     };
     let StatusSource::Agent(update) = status.source else {
@@ -874,7 +878,7 @@ fn record_arrived(
     if arrived.is_some_and(|arrived| arrived.contains(&update.0)) {
         return None;
     }
-    let mut next = history.clone();
+    let mut next = (**history).clone();
     let sent = next.sent.get(&status.task).cloned().unwrap_or_default();
     let arrived = next.arrived.entry(status.task.clone()).or_default();
     if next.ended.contains(&status.task) {
@@ -901,11 +905,11 @@ fn record_arrived(
     if status.state.is_terminal() {
         next.ended.insert(status.task.clone());
     }
-    Some(next)
+    Some(Shared::new(next))
 }
 
 fn within_bounds(config: &AgentsConfig, state: &AgentsState) -> bool {
-    let term = match state.actor_states[MASTER].as_ref() {
+    let term = match &**state.actor_states[MASTER] {
         Either::Left(MachineState { durable, .. }) => durable.term.0,
         _ => 0,
     };
@@ -930,7 +934,7 @@ fn no_terminal_while_running(_: &AgentsModel, state: &AgentsState) -> bool {
     let running = running_tasks(state);
     // The report starts on the agent's disk: a terminal update is persisted before it is sent.
     let agent_ok = executors_of(state).is_none_or(|_| {
-        let durable = match state.actor_states[HOST].as_ref() {
+        let durable = match &**state.actor_states[HOST] {
             Either::Right(Either::Left(host)) => &host.storage.durable,
             _ => return true,
         };
@@ -962,7 +966,7 @@ fn no_terminal_while_running(_: &AgentsModel, state: &AgentsState) -> bool {
 /// A2's first half: an update is on the agent's disk before it is sent, so that no crash can
 /// lose it or give its id to another update. Every id sent is below the checkpoint's next id.
 fn updates_persisted_before_sent(_: &AgentsModel, state: &AgentsState) -> bool {
-    let Either::Right(Either::Left(host)) = state.actor_states[HOST].as_ref() else {
+    let Either::Right(Either::Left(host)) = &**state.actor_states[HOST] else {
         return true;
     };
     let next = host.storage.durable.next_update.0;

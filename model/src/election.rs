@@ -32,7 +32,7 @@ use berth_protocol::{Address, Machine, Outbox};
 use stateright::Expectation;
 use stateright::actor::{ActorModel, ActorModelState, LossyNetwork, Network};
 
-use crate::{Directory, Either, MachineActor, MachineState, Roles};
+use crate::{Directory, Either, MachineActor, MachineState, Roles, Shared, SharedActor};
 
 /// The bounds and faults of an election model.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -191,11 +191,11 @@ impl Machine for Operator {
 }
 
 /// The model's actors: masters, then the operator.
-pub type ElectionActor = Roles<MachineActor<Master>, MachineActor<Operator>>;
+pub type ElectionActor = SharedActor<Roles<MachineActor<Master>, MachineActor<Operator>>>;
 /// The election model.
-pub type ElectionModel = ActorModel<ElectionActor, ElectionConfig, ElectionHistory>;
+pub type ElectionModel = ActorModel<ElectionActor, ElectionConfig, Shared<ElectionHistory>>;
 /// One state of the election model.
-pub type ElectionState = ActorModelState<ElectionActor, ElectionHistory>;
+pub type ElectionState = ActorModelState<ElectionActor, Shared<ElectionHistory>>;
 
 fn master_address(index: u8) -> Address {
     Address::new(&format!("m{index}")).expect("valid address")
@@ -212,7 +212,7 @@ pub fn election_model(config: ElectionConfig) -> ElectionModel {
     let members: BTreeMap<MasterId, Address> = (1..=config.masters)
         .map(|index| (MasterId(index), master_address(index)))
         .collect();
-    let mut model = ActorModel::new(config.clone(), ElectionHistory::default());
+    let mut model = ActorModel::new(config.clone(), Shared::new(ElectionHistory::default()));
     for index in 1..=config.masters {
         let master_config = MasterConfig::new(MasterId(index), members.clone())
             .expect("a valid membership")
@@ -224,17 +224,19 @@ pub fn election_model(config: ElectionConfig) -> ElectionModel {
             Some(mutation) => master_config.with_mutation(mutation),
             None => master_config,
         };
-        model = model.actor(Roles::Left(MachineActor::new(
+        model = model.actor(SharedActor(Roles::Left(MachineActor::new(
             master_config,
             directory.clone(),
-        )));
+        ))));
     }
     let operator = OperatorConfig {
         masters,
         requests: config.entries,
     };
     model
-        .actor(Roles::Right(MachineActor::new(operator, directory)))
+        .actor(SharedActor(Roles::Right(MachineActor::new(
+            operator, directory,
+        ))))
         .init_network(if config.ordered {
             Network::new_ordered([])
         } else if config.duplicating {
@@ -302,7 +304,7 @@ pub fn masters_of(state: &ElectionState) -> impl Iterator<Item = (usize, &Master
         .iter()
         .enumerate()
         .filter(|(index, _)| !state.crashed[*index])
-        .filter_map(|(index, actor)| match actor.as_ref() {
+        .filter_map(|(index, actor)| match &***actor {
             Either::Left(MachineState { machine, .. }) => Some((index, machine)),
             Either::Right(_) => None,
         })
@@ -313,22 +315,22 @@ fn durable_logs(state: &ElectionState) -> impl Iterator<Item = &MasterDurable> {
     state
         .actor_states
         .iter()
-        .filter_map(|actor| match actor.as_ref() {
-            Either::Left(MachineState { durable, .. }) => Some(durable),
+        .filter_map(|actor| match &***actor {
+            Either::Left(MachineState { durable, .. }) => Some(&**durable),
             Either::Right(_) => None,
         })
 }
 
 fn record_leadership_and_commits(
     _: &ElectionConfig,
-    history: &ElectionHistory,
-    envelope: stateright::actor::Envelope<&Message>,
-) -> Option<ElectionHistory> {
-    let Message::Election(ElectionMessage::AppendEntries(append)) = envelope.msg else {
+    history: &Shared<ElectionHistory>,
+    envelope: stateright::actor::Envelope<&Shared<Message>>,
+) -> Option<Shared<ElectionHistory>> {
+    let Message::Election(ElectionMessage::AppendEntries(append)) = &**envelope.msg else {
         return None;
     };
     let leader = MasterId(u8::try_from(usize::from(envelope.src) + 1).expect("few masters"));
-    let mut next = history.clone();
+    let mut next = (**history).clone();
     next.leaders.insert((append.term, leader));
     for (offset, entry) in append.entries.iter().enumerate() {
         let index = LogIndex(append.previous_index.0 + 1 + offset as u64);
@@ -343,7 +345,7 @@ fn record_leadership_and_commits(
             }
         }
     }
-    (next != *history).then_some(next)
+    (next != **history).then(|| Shared::new(next))
 }
 
 fn within_bounds(config: &ElectionConfig, state: &ElectionState) -> bool {

@@ -12,6 +12,8 @@ pub mod agents;
 pub mod election;
 pub mod mixed;
 pub mod offers;
+pub mod shared;
 
 pub use actor::{Directory, MachineActor, MachineState};
 pub use mixed::{Either, Roles};
+pub use shared::{Shared, SharedActor};

@@ -41,8 +41,8 @@ enum Command {
         dfs: bool,
         /// The deepest path explored; 0 for no bound. The full spaces of the default models
         /// are far beyond ten million states, so the default stops at depth 12 (election:
-        /// about 4 million states, a few minutes; agents: 262 thousand) or, for offers, 10
-        /// (about 700 thousand states, a minute).
+        /// about 4 million states, under two minutes and 6 GiB; agents: 356 thousand) or, for
+        /// offers, 10 (about 820 thousand states, a minute).
         #[arg(long)]
         depth: Option<usize>,
         /// Worker threads.

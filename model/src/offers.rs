@@ -58,7 +58,7 @@ use stateright::actor::{
 };
 
 use crate::agents::{AgentHost, HostState, boot_id};
-use crate::{Directory, Either, MachineActor, MachineState, Roles};
+use crate::{Directory, Either, MachineActor, MachineState, Roles, SharedActor};
 
 /// A deliberately broken protocol, to watch a property catch it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -470,7 +470,7 @@ impl Actor for SchedulerHost {
 // The model.
 
 /// The model's actors: the master, the agent hosts, then the schedulers.
-pub type OffersActor = Roles<WatchedMaster, Roles<AgentHost, SchedulerHost>>;
+pub type OffersActor = SharedActor<Roles<WatchedMaster, Roles<AgentHost, SchedulerHost>>>;
 /// The offers model.
 pub type OffersModel = ActorModel<OffersActor, OffersConfig, ()>;
 /// One state of the offers model.
@@ -580,10 +580,11 @@ pub fn offers_model(config: OffersConfig) -> OffersModel {
         Some(OffersMutation::Master(mutation)) => master_config.with_mutation(mutation),
         _ => master_config,
     };
-    let mut model = ActorModel::new(config.clone(), ()).actor(Roles::Left(WatchedMaster {
-        inner: MachineActor::new(master_config, directory.clone()),
-        timeouts: config.timeouts,
-    }));
+    let mut model =
+        ActorModel::new(config.clone(), ()).actor(SharedActor(Roles::Left(WatchedMaster {
+            inner: MachineActor::new(master_config, directory.clone()),
+            timeouts: config.timeouts,
+        })));
     for (index, agent) in AGENTS[..config.agents].iter().enumerate() {
         let resources_text = if index == 0 {
             "cpus:2;cpus(web):1;disk(web):1"
@@ -606,7 +607,7 @@ pub fn offers_model(config: OffersConfig) -> OffersModel {
         } else {
             host.without_timeouts()
         };
-        model = model.actor(Roles::Right(Roles::Left(host)));
+        model = model.actor(SharedActor(Roles::Right(Roles::Left(host))));
     }
     let timeouts = config.timeouts;
     let scheduler = |at: &str, role: &str, plans: Vec<Vec<OperationKind>>, standby: bool| {
@@ -619,13 +620,13 @@ pub fn offers_model(config: OffersConfig) -> OffersModel {
         } else {
             inner
         };
-        Roles::Right(Roles::Right(SchedulerHost {
+        SharedActor(Roles::Right(Roles::Right(SchedulerHost {
             inner,
             config,
             directory: directory.clone(),
             standby,
             timeouts,
-        }))
+        })))
     };
     model = model.actor(scheduler(PRIMARY, "web", web_plans(), false));
     if config.frameworks == 2 {
@@ -734,7 +735,7 @@ fn within_bounds(config: &OffersConfig, state: &OffersState) -> bool {
 
 /// The master's state (kept, with its ghosts, while it is down).
 pub fn watched(state: &OffersState) -> &WatchedState {
-    match state.actor_states[0].as_ref() {
+    match &**state.actor_states[0] {
         Either::Left(watched) => watched,
         Either::Right(_) => unreachable!("actor 0 is the master"),
     }
@@ -750,7 +751,7 @@ pub fn hosts(state: &OffersState) -> impl Iterator<Item = &HostState> {
     state
         .actor_states
         .iter()
-        .filter_map(|actor| match actor.as_ref() {
+        .filter_map(|actor| match &***actor {
             Either::Right(Either::Left(host)) => Some(host),
             _ => None,
         })
@@ -777,7 +778,7 @@ fn scheduler_at<'a>(
     state: &'a OffersState,
     at: &str,
 ) -> Option<&'a Scheduler> {
-    match state.actor_states[scheduler_index(config, at)?].as_ref() {
+    match &**state.actor_states[scheduler_index(config, at)?] {
         Either::Right(Either::Right(Some(started))) => Some(&started.machine),
         _ => None,
     }

@@ -3,8 +3,8 @@
 //! master or agent.
 //!
 //! Sizes (one thread): the whole scenario (2 agents, 2 frameworks, the standby, one crash at a
-//! time, terms <= 2, at most 6 messages in flight) grows 7.3-fold from depth 8 to depth 10, at
-//! about 15 thousand states a second, so the default test checks it exhaustively to depth 8
+//! time, terms <= 2, at most 6 messages in flight) grows 7.5-fold from depth 8 to depth 10, at
+//! about 30 thousand states a second, so the default test checks it exhaustively to depth 8
 //! (108,780 states; 108,784 before a re-registration asked for an allocation at once, 93,641
 //! before agents numbered their registration attempts) and the
 //! command line to depth 10. The storage story is 18 steps long, so it is searched in the
