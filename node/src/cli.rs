@@ -32,7 +32,7 @@ use crate::executor::{ExecutorConfig, run_executor};
 use crate::local::{LocalOptions, run_local};
 use crate::logging::LogFormat;
 use crate::master::{MasterNodeConfig, run_master};
-use crate::transport::ClusterSecret;
+use crate::transport::{ClusterSecret, INBOUND_CONNECTIONS_DEFAULT};
 
 /// The cluster name used when `--cluster` is not given.
 pub const CLUSTER_DEFAULT: &str = "berth";
@@ -156,6 +156,12 @@ pub struct MasterArgs {
     /// random bytes as hex; mode 600).
     #[arg(long, env = "BERTH_SECRET_FILE", value_name = "FILE")]
     pub secret_file: PathBuf,
+
+    /// Inbound connections held open at once (one per agent, framework, other master and
+    /// operator command); more are refused and logged. The soft open files limit is raised to
+    /// the hard one if needed; if even that is too low, fewer are accepted, with a warning.
+    #[arg(long, env = "BERTH_MAX_CONNECTIONS", value_name = "COUNT", default_value_t = INBOUND_CONNECTIONS_DEFAULT, value_parser = parse_connections_max)]
+    pub max_connections: usize,
 
     /// A TOML file of settings for this command: its long flags without the dashes, e.g.
     /// `data-dir = "/var/lib/berth"`. Flags and BERTH_* variables override it.
@@ -633,6 +639,15 @@ fn parse_resources(text: &str) -> Result<Resources, ResourceParseError> {
     Resources::parse(text)
 }
 
+fn parse_connections_max(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(count) if count > 0 => Ok(count),
+        _ => Err(format!(
+            "the number of connections to accept is a whole number from 1, not {text:?}"
+        )),
+    }
+}
+
 fn parse_local_agents(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
         Ok(count) if count <= crate::local::LOCAL_AGENTS_MAX => Ok(count),
@@ -849,6 +864,7 @@ async fn master(args: MasterArgs) -> anyhow::Result<()> {
         secret,
         data_dir: args.data_dir,
         driver: DriverConfig::default(),
+        inbound_connections_max: args.max_connections,
     };
     run_master(config, listener, shutdown_signal()).await?;
     Ok(())

@@ -39,7 +39,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
 
 use crate::driver::{Driver, DriverConfig, DriverError, no_actions};
-use crate::transport::{ClusterSecret, Network, NetworkConfig};
+use crate::transport::{
+    ClusterSecret, Network, NetworkConfig, inbound_connections_possible, open_files_needed,
+    raise_open_files_limit,
+};
 
 /// Everything a master process needs.
 #[derive(Clone, Debug)]
@@ -54,6 +57,9 @@ pub struct MasterNodeConfig {
     pub data_dir: PathBuf,
     /// The driver's settings.
     pub driver: DriverConfig,
+    /// Inbound connections (agents, frameworks, other masters, operator commands) held open
+    /// at once; more are refused. Capped at what the open files limit allows.
+    pub inbound_connections_max: usize,
 }
 
 /// Where a master stands in the election, for status output.
@@ -161,6 +167,7 @@ pub struct MasterNode {
     status: watch::Receiver<MasterStatus>,
     network: NetworkConfig,
     data_dir: PathBuf,
+    inbound_connections_max: usize,
 }
 
 impl MasterNode {
@@ -187,6 +194,7 @@ impl MasterNode {
             status,
             network,
             data_dir: config.data_dir,
+            inbound_connections_max: config.inbound_connections_max,
         })
     }
 
@@ -211,11 +219,13 @@ impl MasterNode {
         let status = self.status.borrow().clone();
         let span = tracing::info_span!("master", id = %status.id);
         async move {
+            let inbound_connections_max = inbound_connections_allowed(self.inbound_connections_max);
             tracing::info!(
                 address = %status.address,
                 listening = %display_local_address(&listener),
                 data_dir = %self.data_dir.display(),
                 term = status.term.0,
+                max_connections = inbound_connections_max,
                 "master starting"
             );
             let (network, inbox) = Network::new(self.network);
@@ -229,7 +239,7 @@ impl MasterNode {
                 let _ = stop_accepting.send(());
                 result
             };
-            let accepting = network.run(listener, async {
+            let accepting = network.run(listener, inbound_connections_max, async {
                 let _ = accepting_stopped.await;
             });
             let (result, ()) = tokio::join!(driving, accepting);
@@ -239,6 +249,35 @@ impl MasterNode {
         .instrument(span)
         .await
     }
+}
+
+/// How many of `requested` inbound connections this process can hold: raises the soft open
+/// files limit to the hard one if it is too low for them, and if even the hard limit is,
+/// says so and caps the connections at what it allows.
+fn inbound_connections_allowed(requested: usize) -> usize {
+    let wanted = open_files_needed(requested);
+    let open_files = match raise_open_files_limit(wanted) {
+        Ok(open_files) => open_files,
+        Err(error) => {
+            let open_files = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+                .current
+                .unwrap_or(u64::MAX);
+            tracing::warn!(%error, open_files, "cannot raise the open files limit");
+            open_files
+        }
+    };
+    let allowed = inbound_connections_possible(requested, open_files);
+    if allowed < requested {
+        tracing::warn!(
+            requested,
+            allowed,
+            open_files,
+            "the open files limit (RLIMIT_NOFILE) is too low for --max-connections {requested}: \
+             accepting at most {allowed} connections; raise the hard limit to {wanted} \
+             (`ulimit -Hn`, `LimitNOFILE=` in a systemd unit) or lower --max-connections"
+        );
+    }
+    allowed
 }
 
 /// Opens the master's data directory, boots it and runs it on `listener` until `shutdown`.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use berth_node::process::{process_is_running, process_stat, session_members, signal_session};
 use berth_node::storage::{RECORD_HEADER_LENGTH, Store};
-use berth_node::transport::{ClusterSecret, Network, NetworkConfig};
+use berth_node::transport::{ClusterSecret, INBOUND_CONNECTIONS_DEFAULT, Network, NetworkConfig};
 use berth_node::work_dir::WorkDir;
 use berth_protocol::agent::{Agent, AgentDurable, AgentRecord};
 use berth_protocol::bounded::Name;
@@ -115,7 +115,7 @@ impl FakeLeader {
         let serving = network.clone();
         let server = tokio::spawn(async move {
             serving
-                .run(listener, async {
+                .run(listener, INBOUND_CONNECTIONS_DEFAULT, async {
                     let _ = stopped.await;
                 })
                 .await;

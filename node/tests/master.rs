@@ -9,7 +9,7 @@ use std::time::Duration;
 use berth_node::driver::DriverConfig;
 use berth_node::master::{MasterError, MasterNode, MasterNodeConfig, MasterStatus, Standing};
 use berth_node::storage::Store;
-use berth_node::transport::ClusterSecret;
+use berth_node::transport::{ClusterSecret, INBOUND_CONNECTIONS_DEFAULT};
 use berth_protocol::Address;
 use berth_protocol::Machine;
 use berth_protocol::bounded::Name;
@@ -103,6 +103,7 @@ impl Cluster {
             secret: self.secret.clone(),
             data_dir: self.data_dir(id),
             driver: DriverConfig::default(),
+            inbound_connections_max: INBOUND_CONNECTIONS_DEFAULT,
         }
     }
 

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use berth_node::transport::{
-    CLUSTER_SECRET_LENGTH_MIN, ClusterSecret, HandshakeError, Hello, NONCE_LENGTH, Network,
-    NetworkConfig, PEER_QUEUE_LENGTH_MAX, SecretError, SendOutcome, Side, handshake,
+    CLUSTER_SECRET_LENGTH_MIN, ClusterSecret, HandshakeError, Hello, INBOUND_CONNECTIONS_DEFAULT,
+    NONCE_LENGTH, Network, NetworkConfig, PEER_QUEUE_LENGTH_MAX, SecretError, SendOutcome, Side,
+    handshake, raise_open_files_limit,
 };
 use berth_protocol::Address;
 use berth_protocol::bounded::Name;
@@ -61,6 +62,14 @@ impl Node {
     }
 
     fn start_on(listener: TcpListener, secret: &ClusterSecret) -> Node {
+        Node::start_limited(listener, secret, INBOUND_CONNECTIONS_DEFAULT)
+    }
+
+    fn start_limited(
+        listener: TcpListener,
+        secret: &ClusterSecret,
+        inbound_connections_max: usize,
+    ) -> Node {
         let socket_address = listener.local_addr().expect("local address");
         let address = address(&socket_address.to_string());
         let (network, inbox) = Network::new(config(address.clone(), secret));
@@ -69,7 +78,7 @@ impl Node {
             let network = network.clone();
             async move {
                 network
-                    .run(listener, async {
+                    .run(listener, inbound_connections_max, async {
                         let _ = stopped.await;
                     })
                     .await;
@@ -460,6 +469,75 @@ async fn a_sender_reconnects_after_the_peer_restarts() {
     assert_eq!(reply, Some((server_address, pong)));
     client.shutdown().await;
     restarted.stop().await;
+}
+
+/// More than the 1,024 inbound connections the transport once allowed at most: a limit
+/// above that must really hold them all.
+const CONNECTIONS_LIMIT_TESTED: usize = 1_100;
+
+#[tokio::test]
+async fn inbound_connections_are_held_up_to_the_limit_and_refused_beyond_it() {
+    // Both ends of every connection are in this process, and the default soft limit of
+    // open files is often 1,024.
+    let needed = 2 * CONNECTIONS_LIMIT_TESTED as u64 + 256;
+    let open_files = raise_open_files_limit(needed).expect("raising the open files limit");
+    assert!(
+        open_files >= needed,
+        "this test needs {needed} open files; the hard limit allows {open_files} (ulimit -Hn)"
+    );
+    let secret = ClusterSecret::generate();
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let node = Node::start_limited(listener, &secret, CONNECTIONS_LIMIT_TESTED);
+    let client = config(address("client"), &secret);
+    let mut held = Vec::new();
+    for index in 0..CONNECTIONS_LIMIT_TESTED {
+        let (stream, result) = raw_handshake(node.socket_address, &client).await;
+        result.unwrap_or_else(|error| panic!("connection {index} is within the limit: {error}"));
+        held.push(stream);
+    }
+    assert_eq!(node.network.refused_count(), 0);
+
+    // One more: closed before the acceptor says hello, and counted.
+    let (mut refused, result) = raw_handshake(node.socket_address, &client).await;
+    assert!(result.is_err(), "a connection beyond the limit is refused");
+    assert_closed(&mut refused).await;
+    assert_eq!(node.network.refused_count(), 1);
+
+    // A connection that ends frees its place for a new one.
+    drop(held.pop());
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (stream, result) = raw_handshake(node.socket_address, &client).await;
+        if result.is_ok() {
+            held.push(stream);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the freed place was never reused"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let refused_while_freeing = node.network.refused_count();
+    let (_, result) = raw_handshake(node.socket_address, &client).await;
+    assert!(result.is_err(), "full again");
+    assert_eq!(node.network.refused_count(), refused_while_freeing + 1);
+    drop(held);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn a_limit_of_one_refuses_the_second_connection() {
+    let secret = ClusterSecret::generate();
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let node = Node::start_limited(listener, &secret, 1);
+    let client = config(address("client"), &secret);
+    let (_held, result) = raw_handshake(node.socket_address, &client).await;
+    result.expect("the first connection is accepted");
+    let (_, result) = raw_handshake(node.socket_address, &client).await;
+    assert!(result.is_err(), "the second is refused");
+    assert_eq!(node.network.refused_count(), 1);
+    node.stop().await;
 }
 
 #[tokio::test]

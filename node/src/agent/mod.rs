@@ -75,7 +75,7 @@ use self::executors::{EVENTS_QUEUE_MAX, ExecutorLaunch, ExecutorManager};
 use crate::driver::{Driver, DriverConfig, DriverError};
 use crate::logging::LogFormat;
 use crate::storage::StorageError;
-use crate::transport::{ClusterSecret, Network, NetworkConfig};
+use crate::transport::{AGENT_INBOUND_CONNECTIONS_MAX, ClusterSecret, Network, NetworkConfig};
 use crate::work_dir::{SOCKET_PATH_LENGTH_MAX, WorkDir, WorkDirError};
 
 pub use berth_protocol::agent::{AgentAction, AgentEvent};
@@ -406,7 +406,7 @@ impl AgentNode {
                 let _ = stop_others.send(true);
                 result
             };
-            let accepting = network.run(listener, async {
+            let accepting = network.run(listener, AGENT_INBOUND_CONNECTIONS_MAX, async {
                 let _ = accepting_stopped.await;
             });
             let mut stopped = others_stopped.clone();

@@ -84,6 +84,17 @@
 //! inbox, by contrast, is awaited by readers: a busy state machine slows its peers down
 //! through TCP flow control instead of losing their messages.
 //!
+//! # Inbound connections
+//!
+//! [`Network::run`] holds at most `inbound_connections_max` inbound connections open at
+//! once, counting those still in their handshake. A connection beyond the limit is closed as
+//! soon as it is accepted, before anything is read from it, counted
+//! ([`Network::refused_count`]) and logged (`warn`, at the 1st, 2nd, 4th, 8th... refusal, so
+//! that a flood of connections cannot flood the log too). The bound is what keeps a flood
+//! of connections from exhausting the process's file descriptors and memory; a master sets
+//! it from `--max-connections` ([`INBOUND_CONNECTIONS_DEFAULT`] unless told otherwise) and
+//! never above what its open files limit allows ([`inbound_connections_possible`]).
+//!
 //! # Shutdown
 //!
 //! [`Network::run`] accepts until its `shutdown` future completes, then closes everything,
@@ -98,8 +109,8 @@
 //! from this source and checks under every interleaving (RELIABILITY.md, "loom"): the routing
 //! table (`routes.rs`) and the task set with the reader of connection ends, guarded by the
 //! stopping flag (`lifecycle.rs`). The rest is tokio's (the inbox, the queues, the `watch`
-//! that wakes tasks at shutdown) or a relaxed counter of dropped messages that only
-//! statistics read.
+//! that wakes tasks at shutdown) or relaxed counters of dropped messages and refused
+//! connections that only statistics read.
 
 #![warn(missing_docs)]
 
@@ -111,6 +122,7 @@ mod secret;
 pub(crate) mod sync;
 
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -139,9 +151,16 @@ pub use secret::{
 pub const INBOX_LENGTH_MAX: usize = 1024;
 /// Messages queued for one connection before [`Network::send`] drops them.
 pub const PEER_QUEUE_LENGTH_MAX: usize = 256;
-/// Inbound connections (authenticated or still in their handshake) open at once; more are
-/// refused.
-pub const INBOUND_CONNECTIONS_MAX: usize = 1024;
+/// Inbound connections (authenticated or still in their handshake) a master holds open at
+/// once unless configured otherwise: one per agent, framework and operator command, with room
+/// for the largest clusters Berth is sized for (50,000 agents and their frameworks).
+pub const INBOUND_CONNECTIONS_DEFAULT: usize = 65_536;
+/// Inbound connections an agent holds open at once: only masters (at most five) and the odd
+/// client call an agent, so a small bound is plenty.
+pub const AGENT_INBOUND_CONNECTIONS_MAX: usize = 1024;
+/// File descriptors kept for everything a node opens besides its inbound connections: the
+/// listener, standard streams, log and snapshot files, connections it dials to other masters.
+pub const FILE_DESCRIPTORS_RESERVED: u64 = 256;
 /// How long one TCP connection attempt may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Connection attempts of one dialer before it gives up.
@@ -196,6 +215,8 @@ struct Shared {
     /// Queues of live connections (and dialers) by peer address.
     routes: Routes<mpsc::Sender<Message>>,
     dropped: AtomicU64,
+    /// Inbound connections closed because the limit was reached.
+    refused: AtomicU64,
     /// `true` once the network shuts down.
     stopping: watch::Sender<bool>,
     /// The running tasks, and where connection ends are reported once someone asked.
@@ -235,6 +256,7 @@ impl Network {
             inbox,
             routes: Routes::new(),
             dropped: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
             stopping: watch::Sender::new(false),
             lifecycle: Lifecycle::new(),
             runtime: Handle::current(),
@@ -249,8 +271,22 @@ impl Network {
 
     /// Accepts connections on `listener` until `shutdown` completes (or
     /// [`shutdown`](Network::shutdown) is called), then closes every connection and returns.
-    pub async fn run(&self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-        let permits = Arc::new(Semaphore::new(INBOUND_CONNECTIONS_MAX));
+    /// At most `inbound_connections_max` inbound connections are open at once; see
+    /// [Inbound connections](self#inbound-connections).
+    ///
+    /// # Panics
+    /// If `inbound_connections_max` is 0: such a network could accept nothing.
+    pub async fn run(
+        &self,
+        listener: TcpListener,
+        inbound_connections_max: usize,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        assert!(
+            inbound_connections_max > 0,
+            "a network that listens accepts at least one connection"
+        );
+        let permits = Arc::new(Semaphore::new(inbound_connections_max));
         let mut stopping = self.shared.stopping.subscribe();
         tokio::pin!(shutdown);
         loop {
@@ -262,10 +298,8 @@ impl Network {
             match accepted {
                 Ok((stream, socket_address)) => {
                     let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-                        tracing::warn!(
-                            peer = %socket_address,
-                            "refusing a connection: {INBOUND_CONNECTIONS_MAX} are open"
-                        );
+                        self.shared.refuse(socket_address, inbound_connections_max);
+                        drop(stream);
                         continue;
                     };
                     let shared = Arc::clone(&self.shared);
@@ -355,6 +389,12 @@ impl Network {
         self.shared.dropped.load(Ordering::Relaxed)
     }
 
+    /// How many inbound connections were refused so far because `inbound_connections_max`
+    /// were open.
+    pub fn refused_count(&self) -> u64 {
+        self.shared.refused.load(Ordering::Relaxed)
+    }
+
     /// The configuration this network was made with.
     pub fn config(&self) -> &NetworkConfig {
         &self.shared.config
@@ -378,6 +418,21 @@ impl Shared {
         self.lifecycle.report_connection_end(|ends| {
             let _ = ends.try_send(peer.clone());
         });
+    }
+
+    /// Counts a connection from `peer` closed because `limit` were open, and logs the 1st,
+    /// 2nd, 4th, 8th... such refusal.
+    fn refuse(&self, peer: SocketAddr, limit: usize) {
+        let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+        if refused.is_power_of_two() {
+            tracing::warn!(
+                %peer,
+                limit,
+                refused,
+                "refusing a connection: the limit of inbound connections is reached \
+                 (`berth master --max-connections`); connections refused so far: {refused}"
+            );
+        }
     }
 
     fn count_dropped(&self) {
@@ -506,4 +561,69 @@ async fn connect(
         .await
         .map_err(DialError::Handshake)?;
     Ok((stream, peer))
+}
+
+/// Raises this process's soft limit of open files (`RLIMIT_NOFILE`) to its hard limit if the
+/// soft limit is below `wanted`; returns the soft limit in force afterwards (`u64::MAX` for
+/// no limit). Only root can raise the hard limit: a process whose hard limit is too low
+/// keeps it, and the caller decides what to do with fewer descriptors.
+pub fn raise_open_files_limit(wanted: u64) -> io::Result<u64> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    let soft = limit.current.unwrap_or(u64::MAX);
+    if soft >= wanted || limit.current == limit.maximum {
+        return Ok(soft);
+    }
+    limit.current = limit.maximum;
+    setrlimit(Resource::Nofile, limit).map_err(io::Error::from)?;
+    Ok(getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX))
+}
+
+/// The open files limit that `inbound_connections_max` connections need: one descriptor
+/// each, and [`FILE_DESCRIPTORS_RESERVED`] for the rest of the process.
+pub fn open_files_needed(inbound_connections_max: usize) -> u64 {
+    u64::try_from(inbound_connections_max)
+        .unwrap_or(u64::MAX)
+        .saturating_add(FILE_DESCRIPTORS_RESERVED)
+}
+
+/// How many of `requested` inbound connections a process whose open files limit is
+/// `open_files` can hold: `requested`, or what the limit leaves after
+/// [`FILE_DESCRIPTORS_RESERVED`] (at least 1), whichever is smaller.
+pub fn inbound_connections_possible(requested: usize, open_files: u64) -> usize {
+    let available = open_files.saturating_sub(FILE_DESCRIPTORS_RESERVED).max(1);
+    requested.min(usize::try_from(available).unwrap_or(usize::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_open_files_limit_caps_inbound_connections_after_the_reserve() {
+        assert_eq!(inbound_connections_possible(65_536, u64::MAX), 65_536);
+        assert_eq!(inbound_connections_possible(65_536, 1_048_576), 65_536);
+        assert_eq!(inbound_connections_possible(65_536, 20_000), 20_000 - 256);
+        assert_eq!(inbound_connections_possible(10, 1_024), 10);
+        // A process with almost no descriptors still accepts one connection, not none.
+        assert_eq!(inbound_connections_possible(10, 100), 1);
+        assert_eq!(open_files_needed(65_536), 65_536 + 256);
+        assert_eq!(open_files_needed(usize::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn raising_the_open_files_limit_never_lowers_it() {
+        use rustix::process::{Resource, getrlimit};
+        let before = getrlimit(Resource::Nofile);
+        let soft = raise_open_files_limit(u64::MAX).expect("raising to the hard limit");
+        let after = getrlimit(Resource::Nofile);
+        assert_eq!(after.maximum, before.maximum, "the hard limit is untouched");
+        assert_eq!(
+            after.current, after.maximum,
+            "the soft limit is the hard one"
+        );
+        assert_eq!(soft, after.current.unwrap_or(u64::MAX));
+        // Asking for no more than the limit in force changes nothing.
+        assert_eq!(raise_open_files_limit(1).expect("nothing to raise"), soft);
+    }
 }
