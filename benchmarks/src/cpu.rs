@@ -1,4 +1,7 @@
-//! CPU time of a process, from `/proc/PID/stat`.
+//! CPU time of a process, from `/proc/PID/stat`, and the time its threads spent runnable but
+//! waiting for a CPU, from each thread's `/proc/PID/task/TID/schedstat` (second field: time
+//! on a run queue, in nanoseconds). On a machine whose cores other work shares, the wait is
+//! what says that a process was short of CPU rather than of work.
 
 use std::time::Duration;
 
@@ -8,25 +11,28 @@ use anyhow::Context;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProcessCpu {
     used: Duration,
+    waited: Duration,
 }
 
 impl ProcessCpu {
     /// The CPU time of process `pid` so far.
     pub fn of(pid: u32) -> anyhow::Result<ProcessCpu> {
-        ProcessCpu::read(&format!("/proc/{pid}/stat"))
+        ProcessCpu::read(&format!("/proc/{pid}"))
     }
 
     /// The CPU time of this process so far.
     pub fn own() -> anyhow::Result<ProcessCpu> {
-        ProcessCpu::read("/proc/self/stat")
+        ProcessCpu::read("/proc/self")
     }
 
-    fn read(path: &str) -> anyhow::Result<ProcessCpu> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
+    fn read(directory: &str) -> anyhow::Result<ProcessCpu> {
+        let path = format!("{directory}/stat");
+        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
         let ticks = cpu_ticks(&text).with_context(|| format!("cannot parse {path}"))?;
         let per_second = rustix::param::clock_ticks_per_second();
         Ok(ProcessCpu {
             used: Duration::from_secs_f64(ticks as f64 / per_second as f64),
+            waited: run_queue_wait(directory),
         })
     }
 
@@ -34,6 +40,31 @@ impl ProcessCpu {
     pub fn since(self, earlier: ProcessCpu) -> Duration {
         self.used.saturating_sub(earlier.used)
     }
+
+    /// The time the process's threads waited for a CPU between `earlier` and this reading,
+    /// added up over its threads (threads that ended meanwhile are not counted).
+    pub fn waited_since(self, earlier: ProcessCpu) -> Duration {
+        self.waited.saturating_sub(earlier.waited)
+    }
+}
+
+/// The run-queue wait of every thread of the process at `directory` so far, added up; zero
+/// where the kernel does not keep scheduler statistics.
+fn run_queue_wait(directory: &str) -> Duration {
+    let Ok(threads) = std::fs::read_dir(format!("{directory}/task")) else {
+        return Duration::ZERO;
+    };
+    let nanoseconds: u64 = threads
+        .filter_map(Result::ok)
+        .filter_map(|thread| std::fs::read_to_string(thread.path().join("schedstat")).ok())
+        .filter_map(|text| waited_nanoseconds(&text))
+        .sum();
+    Duration::from_nanos(nanoseconds)
+}
+
+/// The second field of a `schedstat` text: nanoseconds spent runnable on a run queue.
+fn waited_nanoseconds(schedstat: &str) -> Option<u64> {
+    schedstat.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// `utime + stime` (fields 14 and 15) of a `/proc/PID/stat` text. The command name (field 2)
@@ -56,5 +87,11 @@ mod tests {
                     5 0 100 1000 200 18446744073709551615";
         assert_eq!(cpu_ticks(stat), Some(320));
         assert_eq!(cpu_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn reads_the_run_queue_wait() {
+        assert_eq!(waited_nanoseconds("4123000 2500000 77\n"), Some(2_500_000));
+        assert_eq!(waited_nanoseconds("4123000"), None);
     }
 }

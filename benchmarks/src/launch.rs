@@ -145,6 +145,10 @@ pub(crate) struct FrameworkHost {
     pub(crate) observations: mpsc::UnboundedSender<Observation>,
 }
 
+/// Offers the schedulers of this process accepted and declined so far.
+static OFFERS_ACCEPTED: AtomicU64 = AtomicU64::new(0);
+static OFFERS_DECLINED: AtomicU64 = AtomicU64::new(0);
+
 impl Host<Scheduler> for FrameworkHost {
     fn act(&mut self, action: SchedulerAction, _: &mut Vec<SchedulerEvent>) {
         let observation = match action {
@@ -158,7 +162,13 @@ impl Host<Scheduler> for FrameworkHost {
     }
 
     fn sent(&mut self, _: &Address, message: &Message) {
+        if let Message::Decline(decline) = message {
+            let offers = decline.offers.len() as u64;
+            OFFERS_DECLINED.fetch_add(offers, Ordering::Relaxed);
+        }
         if let Message::Accept(accept) = message {
+            let offers = accept.offers.len() as u64;
+            OFFERS_ACCEPTED.fetch_add(offers, Ordering::Relaxed);
             let now = Instant::now();
             for operation in accept.operations.iter() {
                 if let OperationKind::Launch(spec) = &operation.kind {
@@ -196,6 +206,12 @@ struct RunResult {
     submit_to_running: Summary,
     master_cpu: Duration,
     bench_cpu: Duration,
+    /// Time the master's and this process's threads waited for a CPU.
+    master_waited: Duration,
+    bench_waited: Duration,
+    /// Offers the schedulers accepted and declined.
+    offers_accepted: u64,
+    offers_declined: u64,
 }
 
 /// Runs the benchmark and prints its figures.
@@ -238,10 +254,11 @@ pub async fn run(options: &LaunchOptions) -> anyhow::Result<()> {
     let log = std::fs::read_to_string(work.join("master.log")).unwrap_or_default();
     println!(
         "messages dropped: by the master on full queues {}, without a route {}; by this \
-         process {}",
+         process {} (and {} waited for room in a full connection queue)",
         log.matches("queue full; dropping a message").count(),
         log.matches("no connection to this address").count(),
-        crate::sim::DROPPED.load(std::sync::atomic::Ordering::Relaxed)
+        crate::sim::DROPPED.load(Ordering::Relaxed),
+        crate::sim::DELAYED.load(Ordering::Relaxed)
     );
     if result.is_ok() {
         if let Err(error) = std::fs::remove_dir_all(&work) {
@@ -322,23 +339,37 @@ async fn measure(
         started.elapsed().as_secs_f64()
     );
     // The master may still work through registrations the agents retried while it was
-    // busy: wait until it is idle (under a tenth of a core for a second).
+    // busy: wait until it is idle, that is under a tenth of a core for a second, or, with
+    // many agents (whose pings keep a master busy even with no launches), steady: three
+    // seconds in a row within a twentieth of a core of each other.
     let settling = Instant::now();
-    loop {
+    let mut last_seconds: std::collections::VecDeque<Duration> = std::collections::VecDeque::new();
+    let steady_load = loop {
         let before = ProcessCpu::of(master_pid)?;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let busy = ProcessCpu::of(master_pid)?.since(before);
         if busy < Duration::from_millis(100) {
-            break;
+            break busy;
+        }
+        last_seconds.push_back(busy);
+        if last_seconds.len() > 3 {
+            last_seconds.pop_front();
+        }
+        let spread = last_seconds.iter().max().copied().unwrap_or_default()
+            - last_seconds.iter().min().copied().unwrap_or_default();
+        if last_seconds.len() == 3 && spread <= Duration::from_millis(50) {
+            break busy;
         }
         anyhow::ensure!(
             settling.elapsed() < timeout,
             "the master is still busy {timeout:?} after the agents registered"
         );
-    }
+    };
     println!(
-        "  the master went idle {:.2} s after the last registration",
-        settling.elapsed().as_secs_f64()
+        "  the master settled {:.2} s after the last registration, at {:.2} cores busy \
+         without launches",
+        settling.elapsed().as_secs_f64(),
+        steady_load.as_secs_f64()
     );
 
     let frameworks = options.frameworks.unwrap_or_else(|| {
@@ -440,6 +471,8 @@ async fn measure_run(
     let command = TaskCommand::new("true").expect("a short command");
     let master_cpu_before = ProcessCpu::of(master_pid)?;
     let bench_cpu_before = ProcessCpu::own()?;
+    let accepted_before = OFFERS_ACCEPTED.load(Ordering::Relaxed);
+    let declined_before = OFFERS_DECLINED.load(Ordering::Relaxed);
     let submitted = Instant::now();
     // Task `index` belongs to framework `index % frameworks`; each framework has at most
     // `window` tasks submitted and not yet RUNNING.
@@ -520,8 +553,14 @@ async fn measure_run(
             }
         }
     }
-    let master_cpu = ProcessCpu::of(master_pid)?.since(master_cpu_before);
-    let bench_cpu = ProcessCpu::own()?.since(bench_cpu_before);
+    let master_cpu_after = ProcessCpu::of(master_pid)?;
+    let bench_cpu_after = ProcessCpu::own()?;
+    let master_cpu = master_cpu_after.since(master_cpu_before);
+    let bench_cpu = bench_cpu_after.since(bench_cpu_before);
+    let master_waited = master_cpu_after.waited_since(master_cpu_before);
+    let bench_waited = bench_cpu_after.waited_since(bench_cpu_before);
+    let offers_accepted = OFFERS_ACCEPTED.load(Ordering::Relaxed) - accepted_before;
+    let offers_declined = OFFERS_DECLINED.load(Ordering::Relaxed) - declined_before;
     let _ = stop.send(true);
     while schedulers.join_next().await.is_some() {}
     anyhow::ensure!(
@@ -545,11 +584,16 @@ async fn measure_run(
         submit_to_running: Summary::of(&submit_to_running).context("no task ran")?,
         master_cpu,
         bench_cpu,
+        master_waited,
+        bench_waited,
+        offers_accepted,
+        offers_declined,
     };
     println!(
         "  run {run}: {} tasks RUNNING in {:.3} s = {:.0} tasks/s (all FINISHED after {:.3} s); \
          accept -> RUNNING acknowledged: {}; submit -> RUNNING: {}; CPU: master {:.2} s, \
-         agents + frameworks {:.2} s",
+         agents + frameworks {:.2} s; waiting for a CPU: master {:.2} s, agents + frameworks \
+         {:.2} s; offers accepted {}, declined {}",
         running.len(),
         result.wall_running.as_secs_f64(),
         options.tasks as f64 / result.wall_running.as_secs_f64(),
@@ -558,6 +602,10 @@ async fn measure_run(
         result.submit_to_running,
         result.master_cpu.as_secs_f64(),
         result.bench_cpu.as_secs_f64(),
+        result.master_waited.as_secs_f64(),
+        result.bench_waited.as_secs_f64(),
+        result.offers_accepted,
+        result.offers_declined,
     );
     Ok(result)
 }
