@@ -1079,6 +1079,39 @@ mod tests {
     }
 
     #[test]
+    fn a_master_accepts_65536_connections_unless_told_otherwise() {
+        let master = |extra: &[&str]| -> Result<usize, clap::Error> {
+            let mut arguments = vec![
+                "berth",
+                "master",
+                "--id",
+                "1",
+                "--masters",
+                "1=127.0.0.1:5050",
+                "--data-dir",
+                "d",
+                "--secret-file",
+                "s",
+            ];
+            arguments.extend_from_slice(extra);
+            match Cli::try_parse_from(arguments)?.command {
+                Command::Master(args) => Ok(args.max_connections),
+                other => panic!("parsed as another command: {other:?}"),
+            }
+        };
+        assert_eq!(master(&[]).expect("valid"), INBOUND_CONNECTIONS_DEFAULT);
+        assert_eq!(
+            master(&["--max-connections", "100000"]).expect("valid"),
+            100_000
+        );
+        let error = master(&["--max-connections", "0"]).expect_err("zero accepts nothing");
+        assert!(
+            error.to_string().contains("a whole number from 1"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn a_master_list_has_one_three_or_five_masters() {
         let list = parse_master_list("1=127.0.0.1:5050, 2=127.0.0.1:5051,3=127.0.0.1:5052")
             .expect("valid");

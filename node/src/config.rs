@@ -586,6 +586,7 @@ secret-file = "/etc/berth/secret"
                 ("listen", Kind::String),
                 ("log-format", Kind::String),
                 ("masters", Kind::String),
+                ("max-connections", Kind::Integer),
                 ("secret-file", Kind::String),
             ])
         );
