@@ -1643,3 +1643,54 @@ fn an_agent_that_re_registers_after_a_failover_is_offered_at_once() {
     assert_eq!(offers.len(), 1, "{commands:?}");
     assert_eq!(offers[0].agent, agent_id(1));
 }
+
+/// The leader finds a pong's agent through an index of the registry's admitted agents by
+/// address; it answers as a scan of the registry in id order would.
+#[test]
+fn the_address_index_follows_the_registry() {
+    let other = Address::new("a2").expect("valid");
+    let mut registry = crate::registry::Registry::new();
+    let entries = [
+        admitted(),
+        // A second agent admitted at the same address before the first is marked.
+        RegistryEntry::AgentAdmitted {
+            agent: agent_id(2),
+            address: agent_address(),
+            info: info(),
+        },
+        RegistryEntry::AgentUnreachable { agent: agent_id(1) },
+        RegistryEntry::AgentReadmitted {
+            agent: agent_id(1),
+            address: other.clone(),
+        },
+        RegistryEntry::AgentGone { agent: agent_id(2) },
+    ];
+    let mut index = AddressIndex::of(&registry);
+    let mut found = Vec::new();
+    for (position, entry) in entries.iter().enumerate() {
+        registry.apply(LogIndex(position as u64 + 1), entry);
+        let (RegistryEntry::AgentAdmitted { agent, .. }
+        | RegistryEntry::AgentUnreachable { agent }
+        | RegistryEntry::AgentReadmitted { agent, .. }
+        | RegistryEntry::AgentGone { agent }) = entry
+        else {
+            unreachable!()
+        };
+        index.update(&registry, *agent);
+        assert_eq!(index, AddressIndex::of(&registry));
+        found.push((
+            index.admitted_at(&agent_address()),
+            index.admitted_at(&other),
+        ));
+    }
+    assert_eq!(
+        found,
+        [
+            (Some(agent_id(1)), None),
+            (Some(agent_id(1)), None),
+            (Some(agent_id(2)), None),
+            (Some(agent_id(2)), Some(agent_id(1))),
+            (None, Some(agent_id(1))),
+        ]
+    );
+}

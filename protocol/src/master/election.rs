@@ -285,7 +285,7 @@ impl Master {
             progress,
             active: BTreeSet::new(),
             pending: BTreeMap::new(),
-            agents: AgentDirectory::new(IdSequence::new(self.term())),
+            agents: AgentDirectory::new(IdSequence::new(self.term()), &self.registry),
             frameworks: super::FrameworkDirectory::new(IdSequence::new(self.term())),
         }));
         out.note(Note::BecameLeader { term: self.term() });

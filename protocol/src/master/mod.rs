@@ -821,6 +821,10 @@ impl Master {
                     "the task index and what tasks use are kept exactly as tasks change"
                 );
                 debug_assert!(
+                    leader.agents.addresses == agents::AddressIndex::of(&self.registry),
+                    "the address index is kept exactly as agent entries commit"
+                );
+                debug_assert!(
                     leader
                         .progress
                         .values()
