@@ -206,14 +206,14 @@ fn lone_leader_with_agent() -> Master {
     master
 }
 
-/// A lone master whose log (of term 1) holds `entries`: it boots as the leader of term 2
-/// and commits them.
-fn leader_of_term_two_with(entries: &[RegistryEntry]) -> (Master, Commands) {
+/// The durable state of a master that voted for `voted_for` in term 1 and whose log holds
+/// `entries`, of term 1.
+fn durable_of_term_one(entries: &[RegistryEntry], voted_for: MasterId) -> MasterDurable {
     let mut durable = MasterDurable::default();
     let records = [
         MasterRecord::HardState {
             term: Term(1),
-            voted_for: Some(MasterId(1)),
+            voted_for: Some(voted_for),
         },
         MasterRecord::Entries {
             from: LogIndex(1),
@@ -229,7 +229,34 @@ fn leader_of_term_two_with(entries: &[RegistryEntry]) -> (Master, Commands) {
     for record in &records {
         Master::apply(&mut durable, record);
     }
-    let (master, commands) = boot(1, &durable);
+    durable
+}
+
+/// Master 1 of 3 runs for election and wins `term` with master 2's pre-vote and vote.
+fn win_election(master: &mut Master, term: Term) {
+    fire(master, MasterTimer::Election);
+    let granted = VoteReply {
+        term,
+        granted: true,
+    };
+    deliver(
+        master,
+        &member(2),
+        Message::Election(ElectionMessage::PreVoteReply(granted)),
+    );
+    deliver(
+        master,
+        &member(2),
+        Message::Election(ElectionMessage::Vote(granted)),
+    );
+    assert!(master.is_leader());
+    assert_eq!(master.term(), term);
+}
+
+/// A lone master whose log (of term 1) holds `entries`: it boots as the leader of term 2
+/// and commits them.
+fn leader_of_term_two_with(entries: &[RegistryEntry]) -> (Master, Commands) {
+    let (master, commands) = boot(1, &durable_of_term_one(entries, MasterId(1)));
     assert!(master.is_leader());
     assert_eq!(master.term(), Term(2));
     (master, commands)
@@ -266,22 +293,7 @@ fn a_follower_redirects_agents_to_the_leader() {
 #[test]
 fn a_new_agent_hears_its_id_only_once_its_admission_commits() {
     let (mut master, _) = boot(3, &MasterDurable::default());
-    fire(&mut master, MasterTimer::Election);
-    let granted = VoteReply {
-        term: Term(1),
-        granted: true,
-    };
-    deliver(
-        &mut master,
-        &member(2),
-        Message::Election(ElectionMessage::PreVoteReply(granted)),
-    );
-    deliver(
-        &mut master,
-        &member(2),
-        Message::Election(ElectionMessage::Vote(granted)),
-    );
-    assert!(master.is_leader());
+    win_election(&mut master, Term(1));
 
     let commands = deliver(&mut master, &agent_address(), register());
     assert_eq!(appended(&commands), [admitted()]);
@@ -1497,44 +1509,8 @@ fn a_batch_of_inputs_is_allocated_once_when_it_ends() {
 /// leader of term 2 with master 2's vote: the entries commit only once master 2 holds
 /// the new leader's own no-op.
 fn leader_of_term_two_of_three_with(entries: &[RegistryEntry]) -> Master {
-    let mut durable = MasterDurable::default();
-    let records = [
-        MasterRecord::HardState {
-            term: Term(1),
-            voted_for: Some(MasterId(2)),
-        },
-        MasterRecord::Entries {
-            from: LogIndex(1),
-            entries: entries
-                .iter()
-                .map(|entry| LogEntry {
-                    term: Term(1),
-                    entry: entry.clone(),
-                })
-                .collect(),
-        },
-    ];
-    for record in &records {
-        Master::apply(&mut durable, record);
-    }
-    let (mut master, _) = boot(3, &durable);
-    fire(&mut master, MasterTimer::Election);
-    let granted = VoteReply {
-        term: Term(2),
-        granted: true,
-    };
-    deliver(
-        &mut master,
-        &member(2),
-        Message::Election(ElectionMessage::PreVoteReply(granted)),
-    );
-    deliver(
-        &mut master,
-        &member(2),
-        Message::Election(ElectionMessage::Vote(granted)),
-    );
-    assert!(master.is_leader());
-    assert_eq!(master.term(), Term(2));
+    let (mut master, _) = boot(3, &durable_of_term_one(entries, MasterId(2)));
+    win_election(&mut master, Term(2));
     master
 }
 
