@@ -253,7 +253,8 @@ impl MasterNode {
 
 /// How many of `requested` inbound connections this process can hold: raises the soft open
 /// files limit to the hard one if it is too low for them, and if even the hard limit is,
-/// says so and caps the connections at what it allows.
+/// caps the connections at what it allows and says so (a warning when the operator asked for
+/// more with `--max-connections`; a note in the info log for the default).
 fn inbound_connections_allowed(requested: usize) -> usize {
     let wanted = open_files_needed(requested);
     let open_files = match raise_open_files_limit(wanted) {
@@ -267,7 +268,18 @@ fn inbound_connections_allowed(requested: usize) -> usize {
         }
     };
     let allowed = inbound_connections_possible(requested, open_files);
-    if allowed < requested {
+    if allowed < requested && requested == crate::transport::INBOUND_CONNECTIONS_DEFAULT {
+        // The default is sized for the largest clusters; most hosts' limits hold fewer
+        // connections and most clusters need fewer. Said once, quietly: a healthy master
+        // writes nothing to standard error by default.
+        tracing::info!(
+            requested,
+            allowed,
+            open_files,
+            "the open files limit (RLIMIT_NOFILE) holds {allowed} of the default \
+             {requested} inbound connections; raise the hard limit to {wanted} for more"
+        );
+    } else if allowed < requested {
         tracing::warn!(
             requested,
             allowed,
