@@ -10,8 +10,10 @@
 //!   `LaunchTask` action is answered at once with `RUNNING`, then `FINISHED`, then the
 //!   executor's exit.
 //! * **Frameworks.** One or more protocol [`Scheduler`] machines behind the same driver (state
-//!   in memory), each with its own connection; a scheduler launches at most
-//!   [`SCHEDULER_TASKS_MAX`] tasks in its life, so `--tasks` are spread over enough of them.
+//!   in memory), each with its own connection. `--tasks` are spread over at least one
+//!   framework per [`SCHEDULER_TASKS_MAX`] tasks (the limit was once on the tasks a scheduler
+//!   launched in its life; it is now on its live tasks, but the recorded runs used this
+//!   split, and it is kept so that they stay comparable).
 //!
 //! Once every agent is registered and every framework subscribed, all `--tasks` are handed to
 //! the schedulers at once (time zero). For each task the benchmark records when the accept
