@@ -650,16 +650,42 @@ impl Scheduler {
         if Some(offers.framework) != self.durable.framework {
             return;
         }
+        let Some(framework) = self.durable.framework else {
+            return;
+        };
+        // The offers nothing fits in are declined together, in one message: a framework
+        // offered thousands of agents for a few tasks would otherwise answer with thousands
+        // of messages, each a round of work for the leader.
+        let mut declined = Vec::new();
         for offer in offers.offers.into_vec() {
-            self.use_offer(from, offer, out);
+            if !self.use_offer(from, &offer, out) {
+                declined.push(offer.offer);
+            }
+        }
+        if !declined.is_empty() {
+            let offers = BoundedVec::from_vec(declined)
+                .expect("no more offers are declined than an offer message holds");
+            out.send(
+                from.clone(),
+                Message::Decline(Box::new(Decline {
+                    framework,
+                    offers,
+                    suppress: self.queue.is_empty(),
+                })),
+            );
         }
     }
 
-    /// Applies the queued operations that fit in `offer`, in order, and declines the offer if
-    /// none do.
-    fn use_offer(&mut self, leader: &Address, offer: OfferInfo, out: &mut Outbox<Scheduler>) {
+    /// Applies the queued operations that fit in `offer`, in order, and accepts it with them;
+    /// returns whether it did (an offer nothing fits in is for the caller to decline).
+    fn use_offer(
+        &mut self,
+        leader: &Address,
+        offer: &OfferInfo,
+        out: &mut Outbox<Scheduler>,
+    ) -> bool {
         let Some(framework) = self.durable.framework else {
-            return;
+            return false;
         };
         let mut remaining = offer.resources.clone();
         let mut plans = Vec::new();
@@ -681,19 +707,11 @@ impl Scheduler {
                 None => index += 1,
             }
         }
+        if plans.is_empty() {
+            return false;
+        }
         let offers =
             BoundedVec::from_vec(alloc::vec![offer.offer]).expect("one offer is within bounds");
-        if plans.is_empty() {
-            out.send(
-                leader.clone(),
-                Message::Decline(Box::new(Decline {
-                    framework,
-                    offers,
-                    suppress: self.queue.is_empty(),
-                })),
-            );
-            return;
-        }
         // Persisted before the accept leaves: the launches (so that a restart does not launch
         // them again) and the operation numbers used (so that none is named twice).
         let mut operations = Vec::new();
@@ -723,6 +741,7 @@ impl Scheduler {
                 suppress: self.queue.is_empty(),
             })),
         );
+        true
     }
 
     fn handle_status(&mut self, from: &Address, status: TaskStatus, out: &mut Outbox<Scheduler>) {

@@ -756,3 +756,36 @@ fn a_scheduler_full_of_live_tasks_takes_no_more() {
     assert!(launched(&commands).is_empty());
     assert_eq!(scheduler.durable().tasks.len(), SCHEDULER_TASKS_MAX);
 }
+
+/// The offers of one message that nothing fits in are declined in one message, however many
+/// there are; those used are accepted one by one.
+#[test]
+fn the_offers_of_one_message_nothing_fits_in_are_declined_together() {
+    let mut scheduler = subscribed_scheduler(vec![spec("t1", "cpus:2")]);
+    let offer_of = |sequence: u64, resources: &str| OfferInfo {
+        offer: OfferId(AssignedId {
+            term: Term(2),
+            sequence,
+        }),
+        agent: agent(),
+        resources: Resources::parse(resources).expect("valid"),
+    };
+    let offers = Message::Offers(Box::new(Offers {
+        term: Term(2),
+        framework: framework(),
+        offers: BoundedVec::from_vec(vec![
+            offer_of(0, "cpus:1"),
+            offer_of(1, "cpus:4"),
+            offer_of(2, "cpus:1"),
+        ])
+        .expect("three offers"),
+    }));
+    let commands = deliver(&mut scheduler, 1, offers);
+    let sent = sent(&commands);
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(matches!(&sent[0].1, Message::Accept(accept)
+        if accept.offers.as_slice() == [offer_of(1, "").offer]));
+    assert!(matches!(&sent[1].1, Message::Decline(decline)
+        if decline.offers.as_slice() == [offer_of(0, "").offer, offer_of(2, "").offer]
+            && decline.suppress));
+}
