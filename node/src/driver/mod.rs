@@ -78,12 +78,14 @@ use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use berth_protocol::message::Message;
 use berth_protocol::{Address, Command, Machine, Outbox};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, watch};
+
 use tokio::time::Instant;
 
 pub use notes::{NoteLog, WARNING_REPEAT_INTERVAL, WARNINGS_REMEMBERED_MAX};
@@ -95,6 +97,12 @@ use crate::transport::Network;
 /// The most inputs the driver handles before it ends a batch even though more are waiting,
 /// so that deferred work (the master's allocation) waits for at most this many steps.
 pub const BATCH_INPUTS_MAX: usize = 256;
+/// A timer that fires this much after its deadline means the process did not run for that
+/// long (stopped, frozen or starved): the driver then moves every deadline as much later
+/// instead of firing. Well above a busy machine's scheduling delays, well below the
+/// shortest timeout that ends something for good (an agent's executor re-registration
+/// window, 2 s).
+pub const FROZEN_AFTER: Duration = Duration::from_secs(1);
 
 /// The default number of records appended after which the store is compacted.
 pub const COMPACTION_RECORDS_DEFAULT: u64 = 1024;
@@ -314,7 +322,24 @@ where
                     self.machine.handle_message(&from, message, &mut outbox);
                 }
                 Input::Timer => {
-                    if let Some(timer) = self.timers.pop_due(Instant::now()) {
+                    let now = Instant::now();
+                    let late = deadline.map_or(Duration::ZERO, |deadline| {
+                        now.saturating_duration_since(deadline)
+                    });
+                    if late > FROZEN_AFTER {
+                        // The process did not run (stopped, a frozen VM, a stalled disk): the
+                        // time it lost does not count against its timers. Otherwise a
+                        // timeout would expire for what this process could not see or do,
+                        // such as an agent failing executors that could not reconnect while
+                        // it was stopped (A3).
+                        tracing::info!(
+                            late_ms = late.as_millis() as u64,
+                            "this process did not run for a while: its timers wait as long"
+                        );
+                        self.timers.postpone_all(late);
+                        continue;
+                    }
+                    if let Some(timer) = self.timers.pop_due(now) {
                         self.machine.handle_timer(timer, &mut outbox);
                     }
                 }

@@ -77,6 +77,18 @@ impl<T: Clone + Ord> Timers<T> {
         Some(timer)
     }
 
+    /// Moves every deadline `by` later, keeping their order: the time the process did not
+    /// run (see the driver's loop) does not count against its timers.
+    pub fn postpone_all(&mut self, by: Duration) {
+        let by_deadline = std::mem::take(&mut self.by_deadline);
+        for ((deadline, sequence), timer) in by_deadline {
+            let later = deadline + by;
+            self.by_timer.insert(timer.clone(), (later, sequence));
+            self.by_deadline.insert((later, sequence), timer);
+        }
+        self.check();
+    }
+
     /// How many timers are armed.
     pub fn len(&self) -> usize {
         self.by_timer.len()
@@ -137,6 +149,25 @@ mod tests {
         assert_eq!(timers.pop_due(at(base, 30)), Some(Timer::Election));
         assert_eq!(timers.pop_due(at(base, 30)), None);
         assert!(timers.is_empty());
+    }
+
+    #[test]
+    fn postponed_timers_keep_their_order_and_fire_that_much_later() {
+        let base = Instant::now();
+        let mut timers = Timers::new();
+        timers.set("b", at(base, 20));
+        timers.set("a", at(base, 10));
+        timers.postpone_all(Duration::from_millis(100));
+        assert_eq!(timers.pop_due(at(base, 109)), None);
+        assert_eq!(timers.pop_due(at(base, 110)), Some("a"));
+        assert_eq!(timers.pop_due(at(base, 119)), None);
+        assert_eq!(timers.pop_due(at(base, 120)), Some("b"));
+        timers.set("c", at(base, 5));
+        timers.cancel(&"c");
+        assert!(
+            timers.is_empty(),
+            "the by-name map follows the postponed deadlines"
+        );
     }
 
     #[test]
