@@ -69,8 +69,8 @@ fn r5_catches_an_agent_that_runs_an_ended_task_again() {
 
 /// The liveness checks are not vacuous: an agent that counts a status update acknowledged as
 /// soon as it sends it loses the updates a crash or a partition drops, and once the cluster
-/// has settled its framework still holds an ended task RUNNING (L3). No safety invariant
-/// sees it. (Seeds 14, 24 and 29 are the first of 60 that show it.)
+/// has settled its framework still holds an ended task live (L3), which no safety invariant
+/// sees in these runs. (Seeds 29, 36 and 37 are the three of the first 40 that show it.)
 #[test]
 fn l3_catches_an_agent_that_counts_an_update_acknowledged_once_sent() {
     let config = SimulationConfig {
@@ -78,7 +78,7 @@ fn l3_catches_an_agent_that_counts_an_update_acknowledged_once_sent() {
         agent_mutation: Some(berth_protocol::agent::AgentMutation::AcknowledgeOnSend),
         ..SimulationConfig::default()
     };
-    for seed in [14, 24, 29] {
+    for seed in [29, 36, 37] {
         let violation = simulate(seed, config).expect_err("the seed shows the bug");
         assert!(
             violation.settling && violation.invariant.starts_with("L3"),
