@@ -966,6 +966,11 @@ fn a_launch_larger_than_its_offer_or_with_a_known_task_id_fails() {
 
 /// The framework's scheduler subscribes again to `master` (a new leader), wanting no offers.
 fn resubscribe_suppressed(master: &mut Master) {
+    resubscribe(master, true);
+}
+
+/// The framework's scheduler subscribes again with its id, having seen term 1.
+fn resubscribe(master: &mut Master, suppressed: bool) -> Commands {
     deliver(
         master,
         &scheduler_address(),
@@ -973,9 +978,9 @@ fn resubscribe_suppressed(master: &mut Master) {
             framework: Some(framework()),
             info: framework_info(),
             highest_term: Term(1),
-            suppressed: true,
+            suppressed,
         })),
-    );
+    )
 }
 
 #[test]
@@ -1323,16 +1328,7 @@ fn f1_a_scheduler_that_comes_back_in_time_stops_the_timer() {
     for _ in 0..=MAX_MISSED_PINGS_DEFAULT {
         fire(&mut master, MasterTimer::AgentPing);
     }
-    let commands = deliver(
-        &mut master,
-        &scheduler_address(),
-        Message::Subscribe(Box::new(crate::message::Subscribe {
-            framework: Some(framework()),
-            info: framework_info(),
-            highest_term: Term(1),
-            suppressed: true,
-        })),
-    );
+    let commands = resubscribe(&mut master, true);
     assert_eq!(
         appended(&commands),
         [RegistryEntry::FrameworkReconnected {
@@ -1598,16 +1594,7 @@ fn an_agent_that_re_registers_after_a_failover_is_offered_at_once() {
             info: framework_info(),
         },
     ]);
-    let commands = deliver(
-        &mut master,
-        &scheduler_address(),
-        Message::Subscribe(Box::new(crate::message::Subscribe {
-            framework: Some(framework()),
-            info: framework_info(),
-            highest_term: Term(1),
-            suppressed: false,
-        })),
-    );
+    let commands = resubscribe(&mut master, false);
     assert!(offers_in(&commands).is_empty(), "no agent has reported yet");
     let commands = deliver(
         &mut master,

@@ -707,6 +707,21 @@ fn durable_with_tasks(count: usize, state: TaskState) -> SchedulerDurable {
     durable
 }
 
+/// A scheduler restarted from a checkpoint of `SCHEDULER_TASKS_MAX` tasks in `state`, given
+/// one more task and then an offer it fits in: its checkpoint, the scheduler, and what the
+/// offer made it do.
+fn full_scheduler_offered_one_more(state: TaskState) -> (SchedulerDurable, Scheduler, Commands) {
+    let full = durable_with_tasks(SCHEDULER_TASKS_MAX, state);
+    let (mut scheduler, _) = boot(&config(), &full);
+    deliver(&mut scheduler, 1, subscribed(2));
+    event(
+        &mut scheduler,
+        SchedulerEvent::Launch(spec("next", "cpus:1")),
+    );
+    let commands = deliver(&mut scheduler, 1, offer(0, "cpus:4"));
+    (full, scheduler, commands)
+}
+
 fn launched(commands: &Commands) -> Vec<TaskId> {
     persisted(commands)
         .into_iter()
@@ -722,14 +737,7 @@ fn launched(commands: &Commands) -> Vec<TaskId> {
 /// folds the same records).
 #[test]
 fn a_scheduler_full_of_ended_tasks_forgets_them_to_launch_more() {
-    let full = durable_with_tasks(SCHEDULER_TASKS_MAX, TaskState::Finished);
-    let (mut scheduler, _) = boot(&config(), &full);
-    deliver(&mut scheduler, 1, subscribed(2));
-    event(
-        &mut scheduler,
-        SchedulerEvent::Launch(spec("next", "cpus:1")),
-    );
-    let commands = deliver(&mut scheduler, 1, offer(0, "cpus:4"));
+    let (full, scheduler, commands) = full_scheduler_offered_one_more(TaskState::Finished);
     assert_eq!(launched(&commands), [task("next")]);
     assert!(matches!(sent(&commands)[..], [(_, Message::Accept(_))]));
     let tasks: Vec<&TaskId> = scheduler.durable().tasks.keys().collect();
@@ -745,14 +753,7 @@ fn a_scheduler_full_of_ended_tasks_forgets_them_to_launch_more() {
 /// nothing more.
 #[test]
 fn a_scheduler_full_of_live_tasks_takes_no_more() {
-    let full = durable_with_tasks(SCHEDULER_TASKS_MAX, TaskState::Running);
-    let (mut scheduler, _) = boot(&config(), &full);
-    deliver(&mut scheduler, 1, subscribed(2));
-    event(
-        &mut scheduler,
-        SchedulerEvent::Launch(spec("next", "cpus:1")),
-    );
-    let commands = deliver(&mut scheduler, 1, offer(0, "cpus:4"));
+    let (_, scheduler, commands) = full_scheduler_offered_one_more(TaskState::Running);
     assert!(launched(&commands).is_empty());
     assert_eq!(scheduler.durable().tasks.len(), SCHEDULER_TASKS_MAX);
 }
