@@ -19,7 +19,8 @@
 //! * **Failover.** A new leader calls every admitted or unreachable agent in its registry
 //!   ([`LeaderChanged`]) instead of waiting for them to notice.
 //! * **Health.** The leader pings every admitted agent each ping interval; after
-//!   `max_missed_pings` consecutive pings without an answer it proposes
+//!   `max_missed_pings` consecutive pings without an answer it proposes (a late answer, one
+//!   that comes after the next ping went out, counts: the agent was alive when it sent it)
 //!   [`RegistryEntry::AgentUnreachable`], and once that commits the agent's tasks become
 //!   `UNREACHABLE` — unless the agent's readmission follows it in the log: an entry that
 //!   commits late (a dead leader's, committed by the next one) changes no task of an agent
@@ -118,10 +119,14 @@ impl AddressIndex {
 
     /// The admitted agent at `address` (the lowest id, if there are several).
     pub(super) fn admitted_at(&self, address: &Address) -> Option<AgentId> {
+        self.all_admitted_at(address).next()
+    }
+
+    /// Every admitted agent at `address`, in id order.
+    fn all_admitted_at<'a>(&'a self, address: &'a Address) -> impl Iterator<Item = AgentId> + 'a {
         self.by_address
             .range((address.clone(), LOWEST_AGENT_ID)..)
-            .next()
-            .filter(|(at, _)| at == address)
+            .take_while(move |(at, _)| at == address)
             .map(|(_, agent)| *agent)
     }
 }
@@ -191,15 +196,22 @@ pub struct AgentView {
     pub tasks: AgentTasks,
     /// The sequence number of the last ping sent.
     pub ping: u64,
-    /// Whether that ping is unanswered.
-    pub awaiting_pong: bool,
-    /// Consecutive pings without an answer.
-    pub missed_pings: u32,
+    /// The sequence number of the newest ping answered (or forgiven). The pings after it,
+    /// up to [`ping`](Self::ping), are the ones missed in a row: an answer that comes after
+    /// the next ping went out still shows the agent was alive when it answered.
+    pub answered: u64,
     /// Its resources as operations changed them, as it last reported them or the leader
     /// applied since; `None` until it re-registers, then the registry's.
     pub total: Option<Resources>,
     /// Resource operations sent and not yet answered, in order; resent every ping round.
     pub pending_operations: Vec<(FrameworkId, AgentOperation)>,
+}
+
+impl AgentView {
+    /// Pings sent in a row without an answer (the last one counts once the next is due).
+    pub fn missed_pings(&self) -> u32 {
+        u32::try_from(self.ping.saturating_sub(self.answered)).unwrap_or(u32::MAX)
+    }
 }
 
 /// What the leader knows of one task.
@@ -313,17 +325,7 @@ impl Master {
         }
         // A retried registration (its answer was lost, or is waiting for the commit) finds
         // its admission in the log: same address, same info, still admitted.
-        let existing = self.with_latest_registry(|latest| {
-            latest
-                .agents()
-                .iter()
-                .find(|(_, record)| {
-                    record.status == AgentStatus::Admitted
-                        && record.address == register.address
-                        && record.info == register.info
-                })
-                .map(|(agent, _)| *agent)
-        });
+        let existing = self.admission_of(&register);
         let term = self.term();
         let Some(directory) = self.directory_mut() else {
             return;
@@ -367,6 +369,58 @@ impl Master {
             },
             out,
         );
+    }
+
+    /// The agent admitted with `register`'s address and info in the latest registry (the
+    /// lowest id, if there are several), found without a scan of the registry: among the
+    /// admitted agents at the address in the committed registry and those the uncommitted
+    /// entries admit or readmit. Under a registration storm every agent retries each half
+    /// second while the leader is behind; a scan of 10,000 agents per attempt is what
+    /// kept the leader behind.
+    fn admission_of(&mut self, register: &RegisterAgent) -> Option<AgentId> {
+        let mut candidates: BTreeSet<AgentId> = self
+            .agent_directory()
+            .map(|directory| {
+                directory
+                    .addresses
+                    .all_admitted_at(&register.address)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for index in self.commit_index.0 + 1..=self.durable.log.last_index().0 {
+            if let Some(logged) = self.durable.log.entry_at(LogIndex(index))
+                && let RegistryEntry::AgentAdmitted { agent, address, .. }
+                | RegistryEntry::AgentReadmitted { agent, address } = &logged.entry
+                && *address == register.address
+            {
+                candidates.insert(*agent);
+            }
+        }
+        let found = self.with_latest_registry(|latest| {
+            candidates.into_iter().find(|agent| {
+                latest.agents().get(agent).is_some_and(|record| {
+                    record.status == AgentStatus::Admitted
+                        && record.address == register.address
+                        && record.info == register.info
+                })
+            })
+        });
+        debug_assert_eq!(
+            found,
+            self.with_latest_registry(|latest| {
+                latest
+                    .agents()
+                    .iter()
+                    .find(|(_, record)| {
+                        record.status == AgentStatus::Admitted
+                            && record.address == register.address
+                            && record.info == register.info
+                    })
+                    .map(|(agent, _)| *agent)
+            }),
+            "the address index finds what a scan of the latest registry finds"
+        );
+        found
     }
 
     /// A known agent reports everything it holds.
@@ -671,12 +725,13 @@ impl Master {
         let Some(agent) = directory.addresses.admitted_at(from) else {
             return;
         };
+        // Any ping sent since the newest answered one: late (answered after the next ping
+        // went out, as under load) is not missed. A sequence never sent is ignored.
         if let Some(view) = directory.agents.get_mut(&agent)
-            && view.awaiting_pong
-            && view.ping == pong.sequence
+            && pong.sequence > view.answered
+            && pong.sequence <= view.ping
         {
-            view.awaiting_pong = false;
-            view.missed_pings = 0;
+            view.answered = pong.sequence;
         }
     }
 
@@ -699,14 +754,10 @@ impl Master {
         if let Some(directory) = self.directory_mut() {
             for (agent, address) in admitted {
                 let view = directory.agents.entry(agent).or_default();
-                if view.awaiting_pong {
-                    view.missed_pings = view.missed_pings.saturating_add(1);
-                }
-                if view.missed_pings >= max_missed {
+                if view.missed_pings() >= max_missed {
                     silent.push(agent);
                 }
-                view.ping = view.ping.wrapping_add(1);
-                view.awaiting_pong = true;
+                view.ping = view.ping.saturating_add(1);
                 out.send(
                     address,
                     Message::Ping(Ping {
@@ -837,8 +888,7 @@ impl Master {
         let Some(view) = directory.agents.get_mut(&agent) else {
             return;
         };
-        view.awaiting_pong = false;
-        view.missed_pings = 0;
+        view.answered = view.ping;
         let mut changed = Vec::new();
         view.tasks.update_all(|key, task| {
             if !task.state.is_terminal() {

@@ -476,6 +476,64 @@ fn answered_pings_keep_an_agent_admitted() {
     );
 }
 
+/// An answer that arrives after the next ping went out still counts: a leader behind on its
+/// inbox (10,000 agents registering at once) took every agent's pong one round late, and
+/// marked every one unreachable while all of them answered.
+#[test]
+fn pings_answered_one_round_late_keep_an_agent_admitted() {
+    let mut master = lone_leader_with_agent();
+    let mut previous = None;
+    for _ in 0..10 {
+        let commands = fire(&mut master, MasterTimer::AgentPing);
+        assert!(appended(&commands).is_empty(), "no agent is marked");
+        let [Message::Ping(ping)] = sent_to(&commands, &agent_address())[..] else {
+            panic!("expected one ping, got {commands:?}");
+        };
+        if let Some(late) = previous.replace(ping.sequence) {
+            deliver(
+                &mut master,
+                &agent_address(),
+                Message::Pong(Pong {
+                    term: ping.term,
+                    sequence: late,
+                }),
+            );
+        }
+    }
+    assert_eq!(
+        master.registry().agents()[&agent_id(1)].status,
+        AgentStatus::Admitted
+    );
+    assert_eq!(
+        master.agent_directory().expect("leads").agents()[&agent_id(1)].missed_pings(),
+        1,
+        "only the ping sent last is unanswered"
+    );
+}
+
+/// A pong naming a ping never sent (a later sequence) is not taken as an answer.
+#[test]
+fn a_pong_for_a_ping_never_sent_is_ignored() {
+    let mut master = lone_leader_with_agent();
+    for round in 0..5 {
+        let commands = fire(&mut master, MasterTimer::AgentPing);
+        assert!(appended(&commands).is_empty(), "only {round} pings missed");
+        deliver(
+            &mut master,
+            &agent_address(),
+            Message::Pong(Pong {
+                term: Term(1),
+                sequence: u64::MAX,
+            }),
+        );
+    }
+    let commands = fire(&mut master, MasterTimer::AgentPing);
+    assert_eq!(
+        appended(&commands),
+        [RegistryEntry::AgentUnreachable { agent: agent_id(1) }]
+    );
+}
+
 /// The lone leader's agent, running t1, misses five pings in a row (it answers only with a
 /// stale sequence number).
 fn leader_with_unreachable_agent() -> Master {
