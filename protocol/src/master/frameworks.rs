@@ -304,6 +304,10 @@ impl Master {
         else {
             return;
         };
+        if frameworks.frameworks.values().all(|view| view.suppressed) {
+            // No framework wants offers: nothing to sum (a cycle is linear in the agents).
+            return;
+        }
         // Each agent's outstanding offers, summed in one pass over the offers (a sum that
         // fails, which R1 rules out, leaves the agent out of this cycle).
         let mut offered_by_agent: BTreeMap<AgentId, Option<Resources>> = BTreeMap::new();
