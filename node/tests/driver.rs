@@ -352,6 +352,51 @@ async fn consecutive_persists_share_one_sync() {
     assert_eq!(durable, 5, "both records are durable");
 }
 
+/// Group commit (rule 3): the steps of one batch share one sync, and none of their sends
+/// leaves before it. While the first sync is held, three more pings arrive; the driver takes
+/// all three, syncs their records once, and only then sends them, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_steps_of_a_batch_share_one_sync_and_send_after_it() {
+    let directory = TestDirectory::new("group-commit");
+    let events = Events::default();
+    let (release, released) = std::sync::mpsc::channel();
+    let file_system = Arc::new(GatedFileSystem {
+        events: events.clone(),
+        armed: AtomicBool::new(false),
+        release: Mutex::new(released),
+    });
+    let (store, durable) = open(directory.path(), file_system.clone());
+    file_system.armed.store(true, Ordering::SeqCst);
+    let running = Running::start(store, durable, false, &events);
+
+    running.deliver(ping(1)).await;
+    events.wait_for(Event::SyncStarted).await;
+    for sequence in [3, 5, 7] {
+        running.deliver(ping(sequence)).await;
+    }
+    release.send(()).expect("the first sync waits");
+    release.send(()).expect("the second sync will wait");
+    events.wait_for(Event::Sent(7)).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        events.snapshot(),
+        [
+            Event::SyncStarted,
+            Event::SyncReturned,
+            Event::Sent(1),
+            Event::SyncStarted,
+            Event::SyncReturned,
+            Event::Sent(3),
+            Event::Sent(5),
+            Event::Sent(7),
+        ],
+        "one sync for the batch of three, then their sends in order"
+    );
+    running.stop().await.expect("a clean stop");
+    let (_, durable) = open(directory.path(), Arc::new(RealFileSystem));
+    assert_eq!(durable, 7, "every record of the batch is durable");
+}
+
 /// A failed fsync stops the driver with the file's name, and the send that depended on it
 /// is never executed (and the sync is never retried).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
