@@ -20,6 +20,8 @@
 //! that launches it leaves its scheduler and when the scheduler hears `RUNNING` and queues
 //! its acknowledgement (the same step). Throughput is tasks over the time from time zero to
 //! the last `RUNNING`; latency is per task, from its accept to its acknowledged `RUNNING`.
+//! Runs are [`BETWEEN_RUNS`] apart, so that the master has disconnected the last run's
+//! schedulers (which stop without a word) before the next run starts.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -88,6 +90,10 @@ pub struct LaunchOptions {
 /// most one per agent) with its own accept or decline, in one step, and a connection queues
 /// 256 messages ([`berth_node::transport::PEER_QUEUE_LENGTH_MAX`]) before it drops them.
 const AGENTS_PER_FRAMEWORK: u64 = 128;
+
+/// The pause between runs: the master's scheduler-silence window (five missed pings at 1 s)
+/// and a second to spare.
+const BETWEEN_RUNS: Duration = Duration::from_secs(7);
 
 /// What a framework's scheduler did, as the benchmark sees it.
 #[derive(Debug)]
@@ -387,6 +393,12 @@ async fn measure(
     );
     let mut results = Vec::new();
     for run in 1..=options.runs {
+        if run > 1 {
+            // The last run's schedulers stopped without a word; until the master has
+            // missed their pings long enough to disconnect them, it offers them resources
+            // that no one will use, and this run would wait for those offers.
+            tokio::time::sleep(BETWEEN_RUNS).await;
+        }
         let result = measure_run(
             run,
             options,
@@ -665,8 +677,13 @@ pub(crate) async fn start_master(
         .arg("--secret-file")
         .arg(secret_file)
         .args(["--cluster", "bench"])
-        // Debug lines of the transport name each message dropped on a full queue.
-        .env("RUST_LOG", "warn,berth_node::transport=debug")
+        // Debug lines of the transport name each message dropped on a full queue;
+        // `BERTH_BENCH_MASTER_LOG` replaces the filter (`info` adds the master's notes).
+        .env(
+            "RUST_LOG",
+            std::env::var("BERTH_BENCH_MASTER_LOG")
+                .unwrap_or_else(|_| "warn,berth_node::transport=debug".to_owned()),
+        )
         .stdin(Stdio::null())
         .stdout(log.try_clone().context("the master's log")?)
         .stderr(log)
