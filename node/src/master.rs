@@ -23,7 +23,6 @@
 
 #![warn(missing_docs)]
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -31,7 +30,7 @@ use std::path::{Path, PathBuf};
 use berth_protocol::Address;
 use berth_protocol::bounded::Name;
 use berth_protocol::ids::{MasterId, Term};
-use berth_protocol::master::{ElectionRole, Master, MasterConfig};
+use berth_protocol::master::{ElectionRole, Master, MasterConfig, MasterEvent};
 use berth_protocol::registry::LogIndex;
 use serde::Serialize;
 use tokio::net::TcpListener;
@@ -230,12 +229,17 @@ impl MasterNode {
             );
             let (network, inbox) = Network::new(self.network);
             let (stop_accepting, accepting_stopped) = oneshot::channel::<()>();
+            // Connections that end become events: a scheduler whose process died is
+            // disconnected at once, not after its missed pings (`MasterEvent`).
+            let (events, events_receiver) = mpsc::channel(CONNECTION_END_EVENTS_MAX);
+            let forwarding =
+                tokio::spawn(forward_connection_ends(network.connection_ends(), events));
             let driving = async {
-                let events: Option<mpsc::Receiver<Infallible>> = None;
                 let result = self
                     .driver
-                    .run(&network, inbox, events, no_actions, shutdown)
+                    .run(&network, inbox, Some(events_receiver), no_actions, shutdown)
                     .await;
+                forwarding.abort();
                 let _ = stop_accepting.send(());
                 result
             };
@@ -248,6 +252,26 @@ impl MasterNode {
         }
         .instrument(span)
         .await
+    }
+}
+
+/// Connection ends waiting for the master's driver; more wait in the transport's own queue,
+/// and past that are dropped (the scheduler's missed pings still tell).
+const CONNECTION_END_EVENTS_MAX: usize = 1024;
+
+/// Passes each connection end the network reports to the master as an event.
+async fn forward_connection_ends(
+    mut ends: mpsc::Receiver<Address>,
+    events: mpsc::Sender<MasterEvent>,
+) {
+    while let Some(peer) = ends.recv().await {
+        if events
+            .send(MasterEvent::ConnectionLost(peer))
+            .await
+            .is_err()
+        {
+            return;
+        }
     }
 }
 

@@ -355,3 +355,77 @@ fn a_corrupt_log_stops_the_master_naming_the_file_and_changes_nothing() {
         "nothing else was written"
     );
 }
+
+/// A scheduler's process that dies closes its connection, and the master disconnects its
+/// framework at once (`MasterEvent::ConnectionLost`): its offers return to the others now,
+/// not after five missed pings (at one a second, at least 5 s). The test gives it 3 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_framework_whose_scheduler_connection_ends_is_disconnected_at_once() {
+    use berth_node::transport::{Network, NetworkConfig};
+    use berth_protocol::ids::{Principal, Role};
+    use berth_protocol::message::{Message, Subscribe};
+    use berth_protocol::registry::FrameworkInfo;
+
+    let cluster = Cluster::new("connection-end", 1);
+    let id = MasterId(1);
+    let master = cluster.start(id);
+    let master_address = cluster.members[&id].clone();
+    let client = |name: &str| NetworkConfig {
+        address: Address::new(name).expect("an address"),
+        cluster: Name::new("test").expect("a valid name"),
+        secret: cluster.secret.clone(),
+    };
+
+    let (scheduler, mut inbox) = Network::new(client("client-scheduler"));
+    let subscribe = Message::Subscribe(Box::new(Subscribe {
+        framework: None,
+        info: FrameworkInfo {
+            name: Name::new("gone").expect("a valid name"),
+            role: Role::new("test").expect("a valid role"),
+            principal: Principal::new("test").expect("a valid principal"),
+            failover_timeout: Duration::from_secs(3600),
+        },
+        highest_term: Term(0),
+        suppressed: true,
+    }));
+    let framework = tokio::time::timeout(PATIENCE, async {
+        loop {
+            scheduler.send(&master_address, subscribe.clone());
+            let answer = tokio::time::timeout(Duration::from_millis(500), inbox.recv()).await;
+            if let Ok(Some((_, Message::Subscribed(subscribed)))) = answer {
+                return subscribed.framework;
+            }
+        }
+    })
+    .await
+    .expect("the lone master takes the subscription");
+    scheduler.shutdown().await;
+    let ended = tokio::time::Instant::now();
+
+    let (operator, mut answers) = Network::new(client("client-operator"));
+    let disconnected = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            operator.send(&master_address, Message::StateRequest);
+            let answer = tokio::time::timeout(Duration::from_millis(200), answers.recv()).await;
+            if let Ok(Some((_, Message::StateReport(report)))) = answer
+                && report.registry.frameworks()[&framework]
+                    .disconnected_since
+                    .is_some()
+            {
+                return;
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    })
+    .await;
+    assert!(
+        disconnected.is_ok(),
+        "the framework was still connected 3 s after its scheduler's connection ended"
+    );
+    println!(
+        "disconnected {:?} after the connection ended",
+        ended.elapsed()
+    );
+    operator.shutdown().await;
+    master.stop().await;
+}

@@ -71,12 +71,15 @@
 //!
 //! A state machine that wants to know when a peer is gone can ask for
 //! [`Network::connection_ends`]: the address of every peer whose established connection
-//! ends (closed by the peer, reset, or failed), as soon as the connection's task sees it. A
-//! scheduler uses it to notice that its leader's process died without waiting for the
-//! leader's pings to stop ([`SchedulerEvent::ConnectionLost`]). Failed attempts to connect
-//! are not reported, and connections closed by [`Network::shutdown`] are not either.
+//! ends (closed by the peer, reset, or failed) while no other connection to it is left, as
+//! soon as the connection's task sees it. A scheduler uses it to notice that its leader's
+//! process died without waiting for the leader's pings to stop
+//! ([`SchedulerEvent::ConnectionLost`]), and a master to notice that a scheduler's process
+//! did ([`MasterEvent::ConnectionLost`]). Failed attempts to connect are not reported, and
+//! connections closed by [`Network::shutdown`] are not either.
 //!
 //! [`SchedulerEvent::ConnectionLost`]: berth_protocol::scheduler::SchedulerEvent::ConnectionLost
+//! [`MasterEvent::ConnectionLost`]: berth_protocol::master::MasterEvent::ConnectionLost
 //!
 //! Queues are bounded. When a connection's queue is full, the message is dropped and
 //! counted ([`Network::dropped_count`]) rather than blocking the state machine: the protocol
@@ -412,9 +415,13 @@ impl Network {
 }
 
 impl Shared {
-    /// Reports that the established connection to `peer` ended, if anyone asked. Never
+    /// Reports that the established connection to `peer` ended, if anyone asked and no
+    /// other connection to `peer` is left (one it opened again already, or a dialer). Never
     /// waits: a reader that is behind loses the report.
     fn report_connection_end(&self, peer: &Address) {
+        if !self.routes.connections(peer).is_empty() {
+            return;
+        }
         self.lifecycle.report_connection_end(|ends| {
             let _ = ends.try_send(peer.clone());
         });

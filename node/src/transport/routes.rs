@@ -160,7 +160,6 @@ impl<Q> Routes<Q> {
     }
 
     /// The connection numbers of `peer`'s queues, oldest first.
-    #[cfg_attr(not(test), allow(dead_code))] // Used by the tests and the loom test.
     pub(crate) fn connections(&self, peer: &Address) -> Vec<u64> {
         self.lock()
             .get(peer)

@@ -10,7 +10,9 @@ use core::convert::Infallible;
 use super::*;
 use crate::bounded::{BoundedVec, Name};
 use crate::ids::{AssignedId, BootId, MasterId, Term};
-use crate::master::{MAX_MISSED_PINGS_DEFAULT, MasterConfig, MasterDurable, MasterRecord};
+use crate::master::{
+    MAX_MISSED_PINGS_DEFAULT, MasterConfig, MasterDurable, MasterEvent, MasterRecord,
+};
 use crate::message::{
     Acknowledge, AppendEntries, AppendReply, ElectionMessage, LeaderHint, LogEntry,
     StatusAcknowledgement, StatusSource, TaskReport, TaskStatus, VoteReply,
@@ -1378,6 +1380,43 @@ fn f1_a_silent_scheduler_starts_its_failover_timer_and_its_end_kills_the_tasks()
         &sent_to(&commands, &agent_address())[..],
         [Message::KillTask(kill)] if kill.task == task()
     ));
+}
+
+/// The runtime says the scheduler's connection ended: the framework is disconnected at once,
+/// not after missed pings; its outstanding offer is void and its failover timer starts, and
+/// its tasks live on (F1). An end at an address no scheduler uses changes nothing.
+#[test]
+fn f1_a_scheduler_whose_connection_ends_is_disconnected_at_once() {
+    let (mut master, _) = leader_with_offer();
+    let mut commands = Vec::new();
+    master.handle_event(
+        MasterEvent::ConnectionLost(agent_address()),
+        &mut Outbox::new(),
+    );
+    let mut out = Outbox::new();
+    master.handle_event(MasterEvent::ConnectionLost(scheduler_address()), &mut out);
+    commands.extend(out.drain());
+    assert_eq!(
+        appended(&commands),
+        [RegistryEntry::FrameworkDisconnected {
+            framework: framework()
+        }]
+    );
+    assert!(commands.contains(&Command::SetTimer {
+        timer: failover_timer(),
+        duration: DurationRange::fixed(framework_info().failover_timeout),
+    }));
+    let directory = master.framework_directory().expect("leads");
+    assert!(directory.offers().is_empty(), "its offer is void");
+    assert!(!directory.frameworks().contains_key(&framework()));
+    // It comes back in time, as a live scheduler whose connection broke would.
+    let commands = resubscribe(&mut master, true);
+    assert_eq!(
+        appended(&commands),
+        [RegistryEntry::FrameworkReconnected {
+            framework: framework()
+        }]
+    );
 }
 
 #[test]

@@ -1317,6 +1317,28 @@ impl Master {
         }
     }
 
+    /// The runtime says its connection with `peer` ended: the frameworks whose scheduler
+    /// was there are disconnected now rather than after missed pings ([`MasterEvent`]).
+    ///
+    /// [`MasterEvent`]: super::MasterEvent
+    pub(super) fn handle_connection_lost(&mut self, peer: &Address, out: &mut Outbox<Master>) {
+        if !self.is_leader() {
+            return;
+        }
+        let gone: Vec<FrameworkId> = self
+            .framework_directory()
+            .map(|directory| {
+                directory
+                    .frameworks
+                    .iter()
+                    .filter(|(_, view)| view.scheduler == *peer)
+                    .map(|(framework, _)| *framework)
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.disconnect_frameworks(gone, out);
+    }
+
     /// Proposes `FrameworkDisconnected` for frameworks whose schedulers went silent; their
     /// offers are void and their failover timers start once the entries commit.
     fn disconnect_frameworks(&mut self, silent: Vec<FrameworkId>, out: &mut Outbox<Master>) {

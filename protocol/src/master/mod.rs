@@ -97,6 +97,10 @@
 //!
 //! Every message the leader sends an agent carries its term, so an agent can fence off a
 //! deposed leader (E3).
+//!
+//! A scheduler that misses `max_missed_pings` pings is disconnected (`FrameworkDisconnected`:
+//! its offers are void, its failover timeout starts); so is one whose connection the runtime
+//! reports ended ([`MasterEvent::ConnectionLost`]), at once.
 
 mod agents;
 mod election;
@@ -378,6 +382,24 @@ pub enum MasterTimer {
     DeclineFilter(crate::ids::FrameworkId, crate::ids::AgentId),
     /// Leader: an offer was held too long; it is rescinded.
     OfferTimeout(crate::ids::OfferId),
+}
+
+/// What the master's runtime tells it besides messages and timers.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum MasterEvent {
+    /// An established connection with the peer at this address ended (closed by the peer,
+    /// reset, or a read or write failed), and the runtime holds no other connection to it.
+    /// The leader takes each framework whose scheduler was at that address as disconnected
+    /// at once, as it would after missed pings: its offers are rescinded, so that other
+    /// frameworks can use them, and its failover timeout starts. A scheduler that is alive
+    /// subscribes again and gets its framework back (F1). Agents are left to their pings: an
+    /// agent's tasks outlive its connection, and marking it unreachable costs its frameworks
+    /// far more than a second or two of waiting.
+    ///
+    /// Optional. A runtime that never sends it only loses time: the leader still notices a
+    /// silent scheduler after `max_missed_pings` pings. One sent for a scheduler that is in
+    /// fact alive costs a re-subscription, not safety.
+    ConnectionLost(Address),
 }
 
 /// Where a master stands in the election.
@@ -852,7 +874,7 @@ impl Machine for Master {
     type Timer = MasterTimer;
     type Record = MasterRecord;
     type Durable = MasterDurable;
-    type Event = Infallible;
+    type Event = MasterEvent;
     type Action = Infallible;
     type BootError = Infallible;
 
@@ -972,6 +994,13 @@ impl Machine for Master {
                 self.end_decline_filter(framework, agent);
             }
             MasterTimer::OfferTimeout(offer) => self.offer_timed_out(offer, out),
+        }
+        self.check_invariants();
+    }
+
+    fn handle_event(&mut self, event: MasterEvent, out: &mut Outbox<Master>) {
+        match event {
+            MasterEvent::ConnectionLost(peer) => self.handle_connection_lost(&peer, out),
         }
         self.check_invariants();
     }
