@@ -20,8 +20,9 @@
 //! that launches it leaves its scheduler and when the scheduler hears `RUNNING` and queues
 //! its acknowledgement (the same step). Throughput is tasks over the time from time zero to
 //! the last `RUNNING`; latency is per task, from its accept to its acknowledged `RUNNING`.
-//! Runs are [`BETWEEN_RUNS`] apart, so that the master has disconnected the last run's
-//! schedulers (which stop without a word) before the next run starts.
+//! A run's schedulers stop without a word at its end; the master disconnects their
+//! frameworks as their connections close, so the next run, started at once, is not offered
+//! less.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -90,10 +91,6 @@ pub struct LaunchOptions {
 /// most one per agent) with its own accept or decline, in one step, and a connection queues
 /// 256 messages ([`berth_node::transport::PEER_QUEUE_LENGTH_MAX`]) before it drops them.
 const AGENTS_PER_FRAMEWORK: u64 = 128;
-
-/// The pause between runs: the master's scheduler-silence window (five missed pings at 1 s)
-/// and a second to spare.
-const BETWEEN_RUNS: Duration = Duration::from_secs(7);
 
 /// What a framework's scheduler did, as the benchmark sees it.
 #[derive(Debug)]
@@ -393,12 +390,6 @@ async fn measure(
     );
     let mut results = Vec::new();
     for run in 1..=options.runs {
-        if run > 1 {
-            // The last run's schedulers stopped without a word; until the master has
-            // missed their pings long enough to disconnect them, it offers them resources
-            // that no one will use, and this run would wait for those offers.
-            tokio::time::sleep(BETWEEN_RUNS).await;
-        }
         let result = measure_run(
             run,
             options,
