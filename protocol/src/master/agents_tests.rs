@@ -1165,10 +1165,23 @@ fn a_task_whose_accept_may_still_arrive_is_not_dropped_by_reconciliation() {
         framework: framework(),
         tasks: BoundedVec::from_vec(vec![(task(), Some(agent_id(1)))]).expect("one"),
     }));
-    let commands = deliver(&mut master, &scheduler_address(), reconcile.clone());
+    // Asked together with another task of the same agent, each gets the same answer (the
+    // request looks the framework's offers up once).
+    let other = TaskId::new("t2").expect("valid");
+    let both = Message::Reconcile(Box::new(crate::message::Reconcile {
+        framework: framework(),
+        tasks: BoundedVec::from_vec(vec![
+            (task(), Some(agent_id(1))),
+            (other.clone(), Some(agent_id(1))),
+        ])
+        .expect("two"),
+    }));
+    let commands = deliver(&mut master, &scheduler_address(), both);
     assert!(matches!(
         &sent_to(&commands, &scheduler_address())[..],
-        [Message::TaskStatus(status)] if status.state == TaskState::Unknown
+        [Message::TaskStatus(first), Message::TaskStatus(second)]
+            if first.task == task() && first.state == TaskState::Unknown
+                && second.task == other && second.state == TaskState::Unknown
     ));
     // The accept arrives and launches it.
     let commands = deliver(

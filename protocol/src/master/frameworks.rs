@@ -1122,6 +1122,7 @@ impl Master {
                 Some((agent, known.state))
             })
         };
+        let mut offered_agents: Option<BTreeSet<AgentId>> = None;
         if reconcile.tasks.is_empty() {
             for (agent, view) in agents.agents() {
                 for ((owner, task), known) in &view.tasks {
@@ -1152,13 +1153,15 @@ impl Master {
             let registered = view.is_some_and(|view| view.registered);
             let reported = view.is_some_and(|view| view.reported);
             // An offer of the agent that the framework still holds: an accept launching the
-            // task on it may be on its way.
-            let offered = self.framework_directory().is_some_and(|directory| {
-                directory
-                    .offers
-                    .values()
-                    .any(|offer| offer.framework == framework && Some(offer.agent) == *hint)
-            });
+            // task on it may be on its way. The agents it holds offers of are listed once per
+            // request, and only when a task needs it, so a request naming many tasks costs
+            // one pass over the outstanding offers, not one per task.
+            let offered = reported
+                && hint.is_some_and(|agent| {
+                    offered_agents
+                        .get_or_insert_with(|| self.agents_offered_to(framework))
+                        .contains(&agent)
+                });
             let answer = match status {
                 Some(AgentStatus::Unreachable { .. }) => {
                     Some((TaskState::Unreachable, TaskStatusReason::AgentUnreachable))
@@ -1200,6 +1203,20 @@ impl Master {
                 })),
             );
         }
+    }
+
+    /// The agents of which `framework` holds an outstanding offer.
+    fn agents_offered_to(&self, framework: FrameworkId) -> BTreeSet<AgentId> {
+        self.framework_directory()
+            .map(|directory| {
+                directory
+                    .offers
+                    .values()
+                    .filter(|offer| offer.framework == framework)
+                    .map(|offer| offer.agent)
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// A scheduler asks to kill a task: the agent holding it is told.
