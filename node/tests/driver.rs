@@ -631,3 +631,119 @@ async fn an_event_counts_as_processed_once_its_persist_is_durable() {
             .expect("opens");
     assert_eq!(durable, 42);
 }
+
+/// A machine whose deferred work is slow: each message is sent on at once, and each end of
+/// a batch takes [`SLOW_END_BATCH`] and then sends ping 0, which marks it.
+#[derive(Debug)]
+struct SlowBatches {
+    peer: Address,
+}
+
+/// Long enough that the test delivers two messages within it even on a busy machine.
+const SLOW_END_BATCH: Duration = Duration::from_millis(400);
+
+impl Machine for SlowBatches {
+    type Config = Address;
+    type Timer = TimerTest;
+    type Record = u64;
+    type Durable = u64;
+    type Event = Infallible;
+    type Action = Infallible;
+    type BootError = Infallible;
+
+    fn boot(peer: &Address, _: &u64, _: &mut Outbox<Self>) -> Result<Self, Infallible> {
+        Ok(SlowBatches { peer: peer.clone() })
+    }
+
+    fn apply(_: &mut u64, _: &u64) {}
+
+    fn handle_message(&mut self, _from: &Address, message: Message, out: &mut Outbox<Self>) {
+        out.send(self.peer.clone(), message);
+    }
+
+    fn handle_timer(&mut self, _: TimerTest, _: &mut Outbox<Self>) {}
+
+    fn end_batch(&mut self, out: &mut Outbox<Self>) {
+        std::thread::sleep(SLOW_END_BATCH);
+        out.send(self.peer.clone(), ping(0));
+    }
+}
+
+/// Pacing (rule 6): a batch does not end sooner after the last one than that one's
+/// deferred work took. Two messages arriving one by one right after a slow end of a batch
+/// are sent on at once (nothing waits for the batch to end) and share the next end, which
+/// comes without further input. Without pacing, each would end a batch of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_ends_no_sooner_after_the_last_than_that_one_took() {
+    let directory = TestDirectory::new("pacing");
+    let events = Events::default();
+    let (store, durable) = Store::open_with(
+        Arc::new(RealFileSystem),
+        directory.path(),
+        SlowBatches::apply,
+    )
+    .expect("the store opens");
+    let (driver, _status) = Driver::boot(
+        store,
+        durable,
+        &address("127.0.0.1:1"),
+        |_: &SlowBatches| (),
+        DriverConfig::default(),
+    )
+    .expect("boots");
+    let (inbox, inbox_receiver) = mpsc::channel(16);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let sink = RecordingSink(events.clone());
+    let task = tokio::spawn(async move {
+        driver
+            .run(&sink, inbox_receiver, None, no_actions, async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    let deliver = |message: Message| {
+        let inbox = inbox.clone();
+        async move {
+            inbox
+                .send((address("127.0.0.1:2"), message))
+                .await
+                .expect("the driver runs");
+        }
+    };
+    deliver(ping(1)).await;
+    events.wait_for(Event::Sent(0)).await;
+    deliver(ping(2)).await;
+    events.wait_for(Event::Sent(2)).await;
+    deliver(ping(3)).await;
+    events.wait_for(Event::Sent(3)).await;
+    let ended_twice = tokio::time::timeout(PATIENCE, async {
+        while events
+            .snapshot()
+            .iter()
+            .filter(|event| **event == Event::Sent(0))
+            .count()
+            < 2
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(ended_twice.is_ok(), "the held batch ends by itself");
+    assert_eq!(
+        events.snapshot(),
+        [
+            Event::Sent(1),
+            Event::Sent(0),
+            Event::Sent(2),
+            Event::Sent(3),
+            Event::Sent(0),
+        ],
+        "the second and third messages share one end of a batch"
+    );
+    let _ = stop.send(());
+    tokio::time::timeout(PATIENCE, task)
+        .await
+        .expect("the driver stops")
+        .expect("the driver does not panic")
+        .expect("a clean stop");
+}
