@@ -20,6 +20,9 @@
 //! that launches it leaves its scheduler and when the scheduler hears `RUNNING` and queues
 //! its acknowledgement (the same step). Throughput is tasks over the time from time zero to
 //! the last `RUNNING`; latency is per task, from its accept to its acknowledged `RUNNING`.
+//! That latency is split at the step in which the simulated agent launches the task: the
+//! way there (the accept through the master to the agent) and the way back (the agent's
+//! `RUNNING` through the master to the scheduler).
 //! A run's schedulers stop without a word at its end; the master disconnects their
 //! frameworks as their connections close, so the next run, started at once, is not offered
 //! less.
@@ -104,6 +107,8 @@ pub(crate) enum Observation {
 struct AgentHost {
     registered: Arc<AtomicU64>,
     counted: bool,
+    /// Each task as its launch reaches the agent's node, and when.
+    launched: mpsc::UnboundedSender<(TaskId, Instant)>,
 }
 
 impl Host<Agent> for AgentHost {
@@ -115,6 +120,7 @@ impl Host<Agent> for AgentHost {
             ..
         } = action
         {
+            let _ = self.launched.send((task.clone(), Instant::now()));
             // A short task: it runs, exits at once, and so does its executor.
             events.push(AgentEvent::TaskStateReported {
                 framework,
@@ -208,6 +214,9 @@ struct RunResult {
     wall_running: Duration,
     wall_finished: Duration,
     accept_to_running: Summary,
+    /// The two halves of `accept_to_running`, split where the agent launches the task.
+    accept_to_launch: Summary,
+    launch_to_running: Summary,
     submit_to_running: Summary,
     master_cpu: Duration,
     bench_cpu: Duration,
@@ -287,6 +296,7 @@ async fn measure(
     let (stop, stopped) = watch::channel(false);
     let registered = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
+    let (launched_sender, mut launched) = mpsc::unbounded_channel();
     let mut agents = tokio::task::JoinSet::new();
     for index in 0..options.agents {
         let address = Address::new(&format!("sim-agent-{index}")).expect("a valid address");
@@ -305,6 +315,7 @@ async fn measure(
         let mut host = AgentHost {
             registered: Arc::clone(&registered),
             counted: false,
+            launched: launched_sender.clone(),
         };
         let mut stopped = stopped.clone();
         agents.spawn(async move {
@@ -399,6 +410,7 @@ async fn measure(
             master_pid,
             task_resources,
             timeout,
+            &mut launched,
         )
         .await;
         match result {
@@ -425,6 +437,7 @@ async fn measure_run(
     master_pid: u32,
     task_resources: &Resources,
     timeout: Duration,
+    launched: &mut mpsc::UnboundedReceiver<(TaskId, Instant)>,
 ) -> anyhow::Result<RunResult> {
     let (observations_sender, mut observations) = mpsc::unbounded_channel();
     let (stop, stopped) = watch::channel(false);
@@ -582,10 +595,25 @@ async fn measure_run(
         .values()
         .map(|at| at.duration_since(submitted))
         .collect();
+    // Every launch of this run reached its agent before its RUNNING was heard.
+    let mut launched_at: BTreeMap<TaskId, Instant> = BTreeMap::new();
+    while let Ok((task, at)) = launched.try_recv() {
+        launched_at.entry(task).or_insert(at);
+    }
+    let (accept_to_launch, launch_to_running): (Vec<Duration>, Vec<Duration>) = running
+        .iter()
+        .filter_map(|(task, at)| {
+            let launch = *launched_at.get(task)?;
+            let accept = *accepted.get(task)?;
+            Some((launch.duration_since(accept), at.duration_since(launch)))
+        })
+        .unzip();
     let result = RunResult {
         wall_running: last_running.duration_since(submitted),
         wall_finished: last_finished.duration_since(submitted),
         accept_to_running: Summary::of(&accept_to_running).context("no task ran")?,
+        accept_to_launch: Summary::of(&accept_to_launch).context("no launch was seen")?,
+        launch_to_running: Summary::of(&launch_to_running).context("no launch was seen")?,
         submit_to_running: Summary::of(&submit_to_running).context("no task ran")?,
         master_cpu,
         bench_cpu,
@@ -596,7 +624,8 @@ async fn measure_run(
     };
     println!(
         "  run {run}: {} tasks RUNNING in {:.3} s = {:.0} tasks/s (all FINISHED after {:.3} s); \
-         accept -> RUNNING acknowledged: {}; submit -> RUNNING: {}; CPU: master {:.2} s, \
+         accept -> RUNNING acknowledged: {} (accept -> launched at the agent: {}; launched -> \
+         RUNNING acknowledged: {}); submit -> RUNNING: {}; CPU: master {:.2} s, \
          agents + frameworks {:.2} s; waiting for a CPU: master {:.2} s, agents + frameworks \
          {:.2} s; offers accepted {}, declined {}",
         running.len(),
@@ -604,6 +633,8 @@ async fn measure_run(
         options.tasks as f64 / result.wall_running.as_secs_f64(),
         result.wall_finished.as_secs_f64(),
         result.accept_to_running,
+        result.accept_to_launch,
+        result.launch_to_running,
         result.submit_to_running,
         result.master_cpu.as_secs_f64(),
         result.bench_cpu.as_secs_f64(),
@@ -628,6 +659,14 @@ fn summarize(options: &LaunchOptions, results: &[RunResult]) {
         .iter()
         .map(|result| result.accept_to_running.p99.as_secs_f64())
         .collect();
+    // The median over runs of one figure of each run.
+    let median_of = |figure: fn(&RunResult) -> Duration| {
+        let figures: Vec<f64> = results
+            .iter()
+            .map(|result| figure(result).as_secs_f64())
+            .collect();
+        millis(Duration::from_secs_f64(median_f64(&figures).unwrap_or(0.0)))
+    };
     let master_share: Vec<f64> = results
         .iter()
         .map(|result| result.master_cpu.as_secs_f64() / result.wall_running.as_secs_f64())
@@ -636,8 +675,8 @@ fn summarize(options: &LaunchOptions, results: &[RunResult]) {
     let max = rates.iter().copied().fold(0.0, f64::max);
     println!(
         "result: {} agents, {} tasks per run, {} runs: median {:.0} tasks/s (min {:.0}, max {:.0}); \
-         accept -> RUNNING acknowledged: median of medians {}, median p99 {}; \
-         master CPU {:.2} cores busy (median)",
+         accept -> RUNNING acknowledged: median of medians {}, median p99 {} (to the agent: \
+         {} / {}; back: {} / {}); master CPU {:.2} cores busy (median)",
         options.agents,
         options.tasks,
         results.len(),
@@ -646,6 +685,10 @@ fn summarize(options: &LaunchOptions, results: &[RunResult]) {
         max,
         millis(Duration::from_secs_f64(median_f64(&medians).unwrap_or(0.0))),
         millis(Duration::from_secs_f64(median_f64(&p99s).unwrap_or(0.0))),
+        median_of(|result| result.accept_to_launch.median),
+        median_of(|result| result.accept_to_launch.p99),
+        median_of(|result| result.launch_to_running.median),
+        median_of(|result| result.launch_to_running.p99),
         median_f64(&master_share).unwrap_or(0.0),
     );
 }
