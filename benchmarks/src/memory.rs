@@ -295,6 +295,7 @@ pub fn run(options: &MemoryOptions) -> anyhow::Result<()> {
         .iter()
         .map(|(agent, record)| (*agent, record.address.clone()))
         .collect();
+    let leader_term = harness.master.term();
     let phase = Instant::now();
     let handling_before = harness.handling;
     for (count, (agent, address)) in registry_addresses.into_iter().enumerate() {
@@ -326,7 +327,9 @@ pub fn run(options: &MemoryOptions) -> anyhow::Result<()> {
                 address: address.clone(),
                 info,
                 boot_id: boot_id.clone(),
-                highest_term: Term(1),
+                // A report made after hearing of the leader's term, as a real agent's is
+                // (a leader takes no report made before its term).
+                highest_term: leader_term,
                 tasks: BoundedVec::from_vec(tasks)
                     .ok()
                     .context("too many tasks per agent")?,
