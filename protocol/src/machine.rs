@@ -302,10 +302,12 @@ pub trait Machine: Sized {
 
     /// Ends a batch of inputs: does the work the machine deferred while it handled them, so
     /// that a burst of inputs pays for it once. The driver calls it after one or more
-    /// inputs, at the latest before it waits for the next input, and executes its outbox
-    /// like any step's. Calling it after every input is always correct (the model checker
-    /// does); a driver that never calls it leaves deferred work to the machine's timers,
-    /// only later. The master allocates offers here; roles without deferred work keep this
+    /// inputs, normally before it waits for the next input, and executes its outbox like
+    /// any step's. A driver may also hold a batch open for a bounded time to gather more
+    /// input (the node's driver does after a slow `end_batch`, so that deferred work cannot
+    /// take all of its time). Calling it after every input is always correct (the model
+    /// checker does); a driver that never calls it leaves deferred work to the machine's
+    /// timers, only later. The master allocates offers here; roles without deferred work keep this
     /// default, which does nothing.
     fn end_batch(&mut self, out: &mut Outbox<Self>) {
         let _ = out;
