@@ -50,12 +50,17 @@
 //!    message, and the protocol stays safe. Safety rests on terms and persisted state, never
 //!    on a timer firing in time.
 //!    A driver that sees a connection to a peer end may say so where a role takes it as an
-//!    event (a scheduler's [`ConnectionLost`](scheduler::SchedulerEvent::ConnectionLost)):
-//!    it only makes a failover faster, and a driver that cannot tell loses only time.
+//!    event (a scheduler's [`ConnectionLost`](scheduler::SchedulerEvent::ConnectionLost),
+//!    the master's [`ConnectionLost`](master::MasterEvent::ConnectionLost)): it only makes a
+//!    failover, or noticing a stopped scheduler, faster, and a driver that cannot tell loses
+//!    only time.
 //! 6. **End each batch.** After one or more inputs (say, every message that was already
 //!    waiting), and before waiting for the next one, call [`Machine::end_batch`] and execute
 //!    its outbox: the machine does there what it deferred to once per batch (the master
-//!    allocates offers). Calling it after every input is correct too, only slower under load.
+//!    allocates offers). Calling it after every input is correct too, only slower under load;
+//!    holding a batch open for a bounded time to gather more input is correct as well (a
+//!    driver whose `end_batch` is slow should, so that deferred work cannot take all of its
+//!    time).
 //!
 //! A crash can happen between any two inputs; because of rule 3 and a lossy network, "persisted
 //! but not yet sent" needs no special handling.
