@@ -288,11 +288,10 @@ fn open(directory: &Path, file_system: Arc<dyn FileSystem>) -> (Store<u64, u64>,
     Store::open_with(file_system, directory, Relay::apply).expect("the store opens")
 }
 
-/// The calling contract, rule 3: no command after a persist is executed before the record
-/// is durable. The sync is held open; the send queued after the persist must wait for it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_send_after_a_persist_waits_for_the_sync() {
-    let directory = TestDirectory::new("barrier");
+/// A [`Relay`] on a store whose file syncs are gated: each waits for a message on the
+/// returned sender. Returns the store's directory, the events and the running driver.
+fn gated_relay(name: &str) -> (TestDirectory, Events, std::sync::mpsc::Sender<()>, Running) {
+    let directory = TestDirectory::new(name);
     let events = Events::default();
     let (release, released) = std::sync::mpsc::channel();
     let file_system = Arc::new(GatedFileSystem {
@@ -303,6 +302,14 @@ async fn a_send_after_a_persist_waits_for_the_sync() {
     let (store, durable) = open(directory.path(), file_system.clone());
     file_system.armed.store(true, Ordering::SeqCst);
     let running = Running::start(store, durable, false, &events);
+    (directory, events, release, running)
+}
+
+/// The calling contract, rule 3: no command after a persist is executed before the record
+/// is durable. The sync is held open; the send queued after the persist must wait for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_after_a_persist_waits_for_the_sync() {
+    let (directory, events, release, running) = gated_relay("barrier");
 
     running.deliver(ping(7)).await;
     events.wait_for(Event::SyncStarted).await;
@@ -328,17 +335,7 @@ async fn a_send_after_a_persist_waits_for_the_sync() {
 /// Consecutive persists may share one sync: two records, one sync, then the send.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consecutive_persists_share_one_sync() {
-    let directory = TestDirectory::new("coalesce");
-    let events = Events::default();
-    let (release, released) = std::sync::mpsc::channel();
-    let file_system = Arc::new(GatedFileSystem {
-        events: events.clone(),
-        armed: AtomicBool::new(false),
-        release: Mutex::new(released),
-    });
-    let (store, durable) = open(directory.path(), file_system.clone());
-    file_system.armed.store(true, Ordering::SeqCst);
-    let running = Running::start(store, durable, false, &events);
+    let (directory, events, release, running) = gated_relay("coalesce");
 
     release.send(()).expect("the sync will wait");
     running.deliver(ping(4)).await; // Persists 4 and 5, then sends.
@@ -357,17 +354,7 @@ async fn consecutive_persists_share_one_sync() {
 /// all three, syncs their records once, and only then sends them, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_steps_of_a_batch_share_one_sync_and_send_after_it() {
-    let directory = TestDirectory::new("group-commit");
-    let events = Events::default();
-    let (release, released) = std::sync::mpsc::channel();
-    let file_system = Arc::new(GatedFileSystem {
-        events: events.clone(),
-        armed: AtomicBool::new(false),
-        release: Mutex::new(released),
-    });
-    let (store, durable) = open(directory.path(), file_system.clone());
-    file_system.armed.store(true, Ordering::SeqCst);
-    let running = Running::start(store, durable, false, &events);
+    let (directory, events, release, running) = gated_relay("group-commit");
 
     running.deliver(ping(1)).await;
     events.wait_for(Event::SyncStarted).await;
