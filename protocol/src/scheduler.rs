@@ -821,13 +821,15 @@ impl Scheduler {
         if known.state == status.state || known.state.is_terminal() {
             return false; // Nothing new, or after the end (A2).
         }
-        if matches!(status.source, StatusSource::Agent(_))
-            && lifecycle_step(status.state)
-                .zip(lifecycle_step(known.state))
-                .is_some_and(|(update, known)| update < known)
+        if lifecycle_step(status.state)
+            .zip(lifecycle_step(known.state))
+            .is_some_and(|(update, known)| update < known)
         {
-            // An older update the agent resends after a reconciliation answer told the
-            // newer state: acknowledged, not passed on, so the states stay in order (A2).
+            // An older state than the one known (a task's lifecycle only goes forward, and
+            // its id is never reused): an update the agent resends after a reconciliation
+            // answer told the newer state, or a reconciliation answer from a leader whose
+            // view is behind what the agent already reported. Acknowledged if it needs it,
+            // not passed on, so the states stay in order (A2).
             return false;
         }
         self.record(

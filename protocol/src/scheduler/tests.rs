@@ -293,6 +293,43 @@ fn an_older_update_after_a_reconciled_state_is_acknowledged_but_not_passed_on() 
     assert_eq!(actions(&commands).len(), 1, "the end is passed on");
 }
 
+/// Found by the strict nemesis (seed 1796532659286894989): the framework heard STARTING
+/// from the agent, then a reconciliation answer STAGING from a leader whose view of the task
+/// was behind, and passed it on: the application saw STARTING, STAGING, STARTING (A2). An
+/// answer older than the state known is not news, whatever its source.
+#[test]
+fn a_reconciliation_answer_older_than_the_known_state_is_not_passed_on() {
+    let mut scheduler = subscribed_scheduler(vec![spec("t1", "cpus:1")]);
+    deliver(&mut scheduler, 1, offer(0, "cpus:1"));
+    let commands = deliver(
+        &mut scheduler,
+        1,
+        status(
+            2,
+            "t1",
+            TaskState::Starting,
+            StatusSource::Agent(UpdateId(0)),
+        ),
+    );
+    assert_eq!(actions(&commands).len(), 1, "STARTING is passed on");
+    let commands = deliver(
+        &mut scheduler,
+        1,
+        status(2, "t1", TaskState::Staging, StatusSource::Reconciliation),
+    );
+    assert!(actions(&commands).is_empty(), "not passed on: it is older");
+    assert!(
+        sent(&commands).is_empty(),
+        "a reconciliation answer needs no acknowledgement"
+    );
+    let commands = deliver(
+        &mut scheduler,
+        1,
+        status(2, "t1", TaskState::Running, StatusSource::Reconciliation),
+    );
+    assert_eq!(actions(&commands).len(), 1, "a newer answer is passed on");
+}
+
 /// A new state is on the scheduler's disk before its acknowledgement leaves: once the agent
 /// hears it, it moves on to the next update, so a crash in between would lose the state (A2).
 #[test]
