@@ -255,6 +255,18 @@ impl Running {
         let config_of_relay = (address("127.0.0.1:1"), timers);
         let (driver, _status) =
             Driver::boot(store, durable, &config_of_relay, highest, config).expect("boots");
+        Running::run(driver, events)
+    }
+
+    /// Runs `driver`, its sends recorded in `events`, until stopped.
+    fn run<M, S>(driver: Driver<M, S>, events: &Events) -> Running
+    where
+        M: Machine<Record = u64, Durable = u64, Event = Infallible, Action = Infallible>
+            + Send
+            + 'static,
+        M::Timer: Send,
+        S: PartialEq + Send + Sync + 'static,
+    {
         let (inbox, inbox_receiver) = mpsc::channel(16);
         let (stop, stopped) = oneshot::channel::<()>();
         let sink = RecordingSink(events.clone());
@@ -678,30 +690,12 @@ async fn a_batch_ends_no_sooner_after_the_last_than_that_one_took() {
         DriverConfig::default(),
     )
     .expect("boots");
-    let (inbox, inbox_receiver) = mpsc::channel(16);
-    let (stop, stopped) = oneshot::channel::<()>();
-    let sink = RecordingSink(events.clone());
-    let task = tokio::spawn(async move {
-        driver
-            .run(&sink, inbox_receiver, None, no_actions, async {
-                let _ = stopped.await;
-            })
-            .await
-    });
-    let deliver = |message: Message| {
-        let inbox = inbox.clone();
-        async move {
-            inbox
-                .send((address("127.0.0.1:2"), message))
-                .await
-                .expect("the driver runs");
-        }
-    };
-    deliver(ping(1)).await;
+    let running = Running::run(driver, &events);
+    running.deliver(ping(1)).await;
     events.wait_for(Event::Sent(0)).await;
-    deliver(ping(2)).await;
+    running.deliver(ping(2)).await;
     events.wait_for(Event::Sent(2)).await;
-    deliver(ping(3)).await;
+    running.deliver(ping(3)).await;
     events.wait_for(Event::Sent(3)).await;
     let ended_twice = tokio::time::timeout(PATIENCE, async {
         while events
@@ -727,10 +721,5 @@ async fn a_batch_ends_no_sooner_after_the_last_than_that_one_took() {
         ],
         "the second and third messages share one end of a batch"
     );
-    let _ = stop.send(());
-    tokio::time::timeout(PATIENCE, task)
-        .await
-        .expect("the driver stops")
-        .expect("the driver does not panic")
-        .expect("a clean stop");
+    running.stop().await.expect("a clean stop");
 }

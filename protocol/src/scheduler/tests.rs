@@ -114,6 +114,11 @@ fn status(term: u64, name: &str, state: TaskState, source: StatusSource) -> Mess
     }))
 }
 
+/// The agent's update number `update` of task `name`, relayed by the leader of term 2.
+fn agent_update(name: &str, state: TaskState, update: u64) -> Message {
+    status(2, name, state, StatusSource::Agent(UpdateId(update)))
+}
+
 fn actions(commands: &Commands) -> Vec<SchedulerAction> {
     commands
         .iter()
@@ -201,12 +206,7 @@ fn a_task_that_does_not_fit_waits_for_a_larger_offer() {
 fn every_status_is_acknowledged_but_each_state_is_passed_on_once() {
     let mut scheduler = subscribed_scheduler(vec![spec("t1", "cpus:1")]);
     deliver(&mut scheduler, 1, offer(0, "cpus:1"));
-    let running = status(
-        2,
-        "t1",
-        TaskState::Running,
-        StatusSource::Agent(UpdateId(3)),
-    );
+    let running = agent_update("t1", TaskState::Running, 3);
     let commands = deliver(&mut scheduler, 1, running.clone());
     assert!(matches!(
         sent(&commands)[..],
@@ -224,24 +224,14 @@ fn every_status_is_acknowledged_but_each_state_is_passed_on_once() {
     let commands = deliver(
         &mut scheduler,
         1,
-        status(
-            2,
-            "t1",
-            TaskState::Starting,
-            StatusSource::Agent(UpdateId(2)),
-        ),
+        agent_update("t1", TaskState::Starting, 2),
     );
     assert!(actions(&commands).is_empty());
     // Nothing after a terminal state.
     deliver(
         &mut scheduler,
         1,
-        status(
-            2,
-            "t1",
-            TaskState::Finished,
-            StatusSource::Agent(UpdateId(4)),
-        ),
+        agent_update("t1", TaskState::Finished, 4),
     );
     let commands = deliver(
         &mut scheduler,
@@ -268,12 +258,7 @@ fn an_older_update_after_a_reconciled_state_is_acknowledged_but_not_passed_on() 
     let commands = deliver(
         &mut scheduler,
         1,
-        status(
-            2,
-            "t1",
-            TaskState::Starting,
-            StatusSource::Agent(UpdateId(0)),
-        ),
+        agent_update("t1", TaskState::Starting, 0),
     );
     assert!(
         matches!(sent(&commands)[..], [(_, Message::Acknowledge(_))]),
@@ -283,12 +268,7 @@ fn an_older_update_after_a_reconciled_state_is_acknowledged_but_not_passed_on() 
     let commands = deliver(
         &mut scheduler,
         1,
-        status(
-            2,
-            "t1",
-            TaskState::Finished,
-            StatusSource::Agent(UpdateId(2)),
-        ),
+        agent_update("t1", TaskState::Finished, 2),
     );
     assert_eq!(actions(&commands).len(), 1, "the end is passed on");
 }
@@ -304,12 +284,7 @@ fn a_reconciliation_answer_older_than_the_known_state_is_not_passed_on() {
     let commands = deliver(
         &mut scheduler,
         1,
-        status(
-            2,
-            "t1",
-            TaskState::Starting,
-            StatusSource::Agent(UpdateId(0)),
-        ),
+        agent_update("t1", TaskState::Starting, 0),
     );
     assert_eq!(actions(&commands).len(), 1, "STARTING is passed on");
     let commands = deliver(
@@ -336,16 +311,7 @@ fn a_reconciliation_answer_older_than_the_known_state_is_not_passed_on() {
 fn a_new_state_is_persisted_before_it_is_acknowledged() {
     let mut scheduler = subscribed_scheduler(vec![spec("t1", "cpus:1")]);
     deliver(&mut scheduler, 1, offer(0, "cpus:1"));
-    let commands = deliver(
-        &mut scheduler,
-        1,
-        status(
-            2,
-            "t1",
-            TaskState::Running,
-            StatusSource::Agent(UpdateId(0)),
-        ),
-    );
+    let commands = deliver(&mut scheduler, 1, agent_update("t1", TaskState::Running, 0));
     let persisted = commands
         .iter()
         .position(|command| {
